@@ -1,0 +1,1 @@
+// Integration tests of market-core, one module per area.

@@ -1,0 +1,1 @@
+//! The marketplace's network half on libp2p.

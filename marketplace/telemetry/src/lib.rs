@@ -1,0 +1,1 @@
+//! Subscriber setup for the marketplace's binaries.
