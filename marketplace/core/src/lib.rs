@@ -15,6 +15,7 @@ pub mod index;
 pub mod install;
 pub mod lockfile;
 pub mod manifest;
+pub mod publish;
 pub mod record;
 pub mod resolve;
 pub mod search;

@@ -1,1 +1,10 @@
-// Integration tests of market-core, one module per area.
+//! Integration tests of market-core, one module per area.
+
+mod archive;
+mod cache;
+mod index;
+mod install;
+mod manifest;
+mod resolve;
+mod search;
+mod synth;
