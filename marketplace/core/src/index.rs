@@ -1,1 +1,511 @@
-//! Being written.
+//! The registry index: one document with every package and every version (DESIGN §4).
+//!
+//! Each version is an [`Entry`]: the signed [`Release`] plus the facts that change after publishing
+//! (yanked, downloads, stars), which are kept beside the record because the publisher's signature
+//! cannot cover them. Ownership is decided by the [`TrustBook`] stored in the same document, so a
+//! version signed by a stranger is refused at insert time, wherever the release came from.
+//!
+//! The file is plain JSON, written atomically. Loading it must take milliseconds for 10 000
+//! packages, so a load parses and checks structure (names, order, duplicates) but does not re-verify
+//! every signature: each release was verified when it was inserted, and the installer verifies again
+//! what it actually installs. [`Registry::verify_all`] is the deep check for a file of unknown origin.
+//!
+//! Versions of a name are kept sorted ascending, so "latest" is the last element and the resolver can
+//! walk candidates without sorting.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::record::{ContentId, Release, validate_name};
+use crate::trust::{Rotation, TrustBook, TrustError};
+
+/// Version of the on-disk format; bumped when the layout changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One version of one package, as the index stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub release: Release,
+    #[serde(default)]
+    pub yanked: bool,
+    #[serde(default)]
+    pub downloads: u64,
+    #[serde(default)]
+    pub stars: u64,
+}
+
+/// The outcome of [`Registry::insert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// A version the index did not have.
+    New,
+    /// The identical release was already present; nothing changed.
+    AlreadyPresent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("cannot read registry index {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("registry index {path} is malformed: {reason}")]
+    Malformed { path: PathBuf, reason: String },
+    #[error("cannot write registry index {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "registry index {path} has format version {found}; this build reads version {FORMAT_VERSION}"
+    )]
+    Format { path: PathBuf, found: u32 },
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    #[error(
+        "{id} is already in the index with different contents (checksum {existing}, new {new}); \
+         a published version is immutable: publish a new version instead"
+    )]
+    Conflict {
+        id: String,
+        existing: ContentId,
+        new: ContentId,
+    },
+    #[error("package {name} is not in the registry")]
+    UnknownPackage { name: String },
+    #[error("package {name} has no version {version}")]
+    UnknownVersion {
+        name: String,
+        version: semver::Version,
+    },
+    #[error("the registry has no file path; use save_to")]
+    NoPath,
+}
+
+/// The document as stored. Packages map to their entries sorted by version.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Document {
+    format: u32,
+    packages: BTreeMap<String, Vec<Entry>>,
+    #[serde(default)]
+    trust: TrustBook,
+    #[serde(default)]
+    rotations: Vec<Rotation>,
+}
+
+/// The registry index in memory.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    path: Option<PathBuf>,
+    packages: BTreeMap<String, Vec<Entry>>,
+    trust: TrustBook,
+    rotations: Vec<Rotation>,
+    versions_total: usize,
+}
+
+impl Registry {
+    /// An empty registry that is not tied to a file.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Loads the index at `path`. A missing file is an empty registry (a fresh home), not an error.
+    pub fn load(path: &Path) -> Result<Registry, IndexError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Registry {
+                    path: Some(path.to_owned()),
+                    ..Registry::default()
+                });
+            }
+            Err(source) => {
+                return Err(IndexError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let mut reg = Registry::from_slice(&bytes).map_err(|e| match e {
+            IndexError::Malformed { reason, .. } => IndexError::Malformed {
+                path: path.to_owned(),
+                reason,
+            },
+            IndexError::Format { found, .. } => IndexError::Format {
+                path: path.to_owned(),
+                found,
+            },
+            other => other,
+        })?;
+        reg.path = Some(path.to_owned());
+        Ok(reg)
+    }
+
+    /// Parses an index document from bytes (the same format as the file).
+    pub fn from_slice(bytes: &[u8]) -> Result<Registry, IndexError> {
+        let malformed = |reason: String| IndexError::Malformed {
+            path: PathBuf::new(),
+            reason,
+        };
+        let doc: Document = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+        if doc.format != FORMAT_VERSION {
+            return Err(IndexError::Format {
+                path: PathBuf::new(),
+                found: doc.format,
+            });
+        }
+        let mut versions_total = 0;
+        let mut packages = doc.packages;
+        for (name, entries) in packages.iter_mut() {
+            validate_name(name).map_err(|r| malformed(format!("package name {name:?} {r}")))?;
+            if entries.is_empty() {
+                return Err(malformed(format!("package {name} has no versions")));
+            }
+            if let Some(e) = entries.iter().find(|e| &e.release.name != name) {
+                return Err(malformed(format!(
+                    "package {name} lists a release of {}",
+                    e.release.id()
+                )));
+            }
+            // Files written by this crate are sorted; a hand-edited one may not be.
+            if !entries
+                .windows(2)
+                .all(|w| w[0].release.version < w[1].release.version)
+            {
+                entries.sort_by(|a, b| a.release.version.cmp(&b.release.version));
+                if let Some(w) = entries
+                    .windows(2)
+                    .find(|w| w[0].release.version == w[1].release.version)
+                {
+                    return Err(malformed(format!(
+                        "package {name} lists version {} twice",
+                        w[0].release.version
+                    )));
+                }
+            }
+            versions_total += entries.len();
+        }
+        Ok(Registry {
+            path: None,
+            packages,
+            trust: doc.trust,
+            rotations: doc.rotations,
+            versions_total,
+        })
+    }
+
+    /// Serialises the index (compact JSON).
+    pub fn to_vec(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct DocumentRef<'a> {
+            format: u32,
+            packages: &'a BTreeMap<String, Vec<Entry>>,
+            trust: &'a TrustBook,
+            rotations: &'a [Rotation],
+        }
+        serde_json::to_vec(&DocumentRef {
+            format: FORMAT_VERSION,
+            packages: &self.packages,
+            trust: &self.trust,
+            rotations: &self.rotations,
+        })
+        .expect("serialising plain data to JSON cannot fail")
+    }
+
+    /// The file this registry was loaded from, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Writes the index back to the file it was loaded from, atomically.
+    pub fn save(&self) -> Result<(), IndexError> {
+        let path = self.path.as_deref().ok_or(IndexError::NoPath)?;
+        self.save_to(path)
+    }
+
+    /// Writes the index to `path` atomically.
+    pub fn save_to(&self, path: &Path) -> Result<(), IndexError> {
+        crate::fsutil::write_atomic(path, &self.to_vec()).map_err(|source| IndexError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Adds a release after verifying its signature and its signer's right to the name.
+    ///
+    /// Re-inserting the identical release is a no-op (announcements arrive more than once); a
+    /// different release under an existing name and version is a conflict, because published versions
+    /// are immutable.
+    pub fn insert(&mut self, release: Release) -> Result<Inserted, IndexError> {
+        if let Some(existing) = self.entry(&release.name, &release.version) {
+            if existing.release == release {
+                return Ok(Inserted::AlreadyPresent);
+            }
+            // Check trust first: a stranger's release is refused as such, not reported as a
+            // conflict that suggests the owner made a mistake.
+            self.trust.check(&release)?;
+            return Err(IndexError::Conflict {
+                id: release.id(),
+                existing: existing.release.checksum.clone(),
+                new: release.checksum,
+            });
+        }
+        self.trust.admit(&release)?;
+        let entries = self.packages.entry(release.name.clone()).or_default();
+        let at = entries.partition_point(|e| e.release.version < release.version);
+        entries.insert(
+            at,
+            Entry {
+                release,
+                yanked: false,
+                downloads: 0,
+                stars: 0,
+            },
+        );
+        self.versions_total += 1;
+        Ok(Inserted::New)
+    }
+
+    /// Applies a key rotation signed by the current owner and keeps it, so peers can be told.
+    pub fn rotate(&mut self, rotation: Rotation) -> Result<(), IndexError> {
+        self.trust.rotate(&rotation)?;
+        self.rotations.push(rotation);
+        Ok(())
+    }
+
+    /// Re-verifies every release against the trust book as if inserted afresh, in version order.
+    pub fn verify_all(&self) -> Result<(), IndexError> {
+        let mut book = TrustBook::default();
+        for entries in self.packages.values() {
+            for e in entries {
+                book.admit(&e.release)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn trust(&self) -> &TrustBook {
+        &self.trust
+    }
+
+    pub fn rotations(&self) -> &[Rotation] {
+        &self.rotations
+    }
+
+    /// All versions of `name`, oldest first.
+    pub fn get(&self, name: &str) -> Option<&[Entry]> {
+        self.packages.get(name).map(Vec::as_slice)
+    }
+
+    /// The version numbers of `name`, oldest first (empty if unknown).
+    pub fn versions(&self, name: &str) -> Vec<&semver::Version> {
+        self.get(name)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| &e.release.version)
+            .collect()
+    }
+
+    /// One version of one package.
+    pub fn entry(&self, name: &str, version: &semver::Version) -> Option<&Entry> {
+        let entries = self.packages.get(name)?;
+        entries
+            .binary_search_by(|e| e.release.version.cmp(version))
+            .ok()
+            .map(|i| &entries[i])
+    }
+
+    fn entry_mut(
+        &mut self,
+        name: &str,
+        version: &semver::Version,
+    ) -> Result<&mut Entry, IndexError> {
+        let entries = self
+            .packages
+            .get_mut(name)
+            .ok_or_else(|| IndexError::UnknownPackage {
+                name: name.to_owned(),
+            })?;
+        match entries.binary_search_by(|e| e.release.version.cmp(version)) {
+            Ok(i) => Ok(&mut entries[i]),
+            Err(_) => Err(IndexError::UnknownVersion {
+                name: name.to_owned(),
+                version: version.clone(),
+            }),
+        }
+    }
+
+    /// The newest version of `name` that is not yanked.
+    pub fn latest(&self, name: &str) -> Option<&Entry> {
+        self.get(name)?.iter().rev().find(|e| !e.yanked)
+    }
+
+    /// Every package with its entries, in name order.
+    pub fn packages(&self) -> impl ExactSizeIterator<Item = (&str, &[Entry])> + '_ {
+        self.packages
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    /// Every package name, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.packages.keys().map(String::as_str)
+    }
+
+    /// Number of packages.
+    pub fn len(&self) -> usize {
+        self.packages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packages.is_empty()
+    }
+
+    /// Number of versions over all packages.
+    pub fn version_count(&self) -> usize {
+        self.versions_total
+    }
+
+    /// Marks a version yanked: the resolver skips it unless a lock names it. Returns whether it
+    /// changed.
+    pub fn yank(&mut self, name: &str, version: &semver::Version) -> Result<bool, IndexError> {
+        let e = self.entry_mut(name, version)?;
+        let changed = !e.yanked;
+        e.yanked = true;
+        Ok(changed)
+    }
+
+    /// Reverses [`Registry::yank`]. Returns whether it changed.
+    pub fn unyank(&mut self, name: &str, version: &semver::Version) -> Result<bool, IndexError> {
+        let e = self.entry_mut(name, version)?;
+        let changed = e.yanked;
+        e.yanked = false;
+        Ok(changed)
+    }
+
+    /// Sets the popularity figures of a version (they come from the network, not the publisher).
+    pub fn set_stats(
+        &mut self,
+        name: &str,
+        version: &semver::Version,
+        downloads: u64,
+        stars: u64,
+    ) -> Result<(), IndexError> {
+        let e = self.entry_mut(name, version)?;
+        e.downloads = downloads;
+        e.stars = stars;
+        Ok(())
+    }
+
+    /// Counts one download of a version.
+    pub fn record_download(
+        &mut self,
+        name: &str,
+        version: &semver::Version,
+    ) -> Result<(), IndexError> {
+        let e = self.entry_mut(name, version)?;
+        e.downloads = e.downloads.saturating_add(1);
+        Ok(())
+    }
+
+    /// A compact summary for reconciliation after a partition: per name, the sorted versions and a
+    /// hash over (version, checksum) pairs, so two peers compare names in one pass and exchange only
+    /// the releases one side lacks.
+    pub fn digest(&self) -> Digest {
+        let names = self
+            .packages
+            .iter()
+            .map(|(name, entries)| {
+                let versions: Vec<semver::Version> =
+                    entries.iter().map(|e| e.release.version.clone()).collect();
+                (
+                    name.clone(),
+                    NameDigest {
+                        versions,
+                        hash: name_hash(entries),
+                    },
+                )
+            })
+            .collect();
+        Digest { names }
+    }
+
+    /// Releases this registry has that `other` lacks (to send to the peer that sent `other`).
+    pub fn missing_from(&self, other: &Digest) -> Vec<&Release> {
+        let mut out = Vec::new();
+        for (name, entries) in &self.packages {
+            match other.names.get(name) {
+                Some(d) if d.hash == name_hash(entries) => {}
+                Some(d) => out.extend(
+                    entries
+                        .iter()
+                        .filter(|e| d.versions.binary_search(&e.release.version).is_err())
+                        .map(|e| &e.release),
+                ),
+                None => out.extend(entries.iter().map(|e| &e.release)),
+            }
+        }
+        out
+    }
+
+    /// (name, version) pairs `other` has that this registry lacks (to ask the peer for).
+    pub fn wanted_from(&self, other: &Digest) -> Vec<(String, semver::Version)> {
+        let mut out = Vec::new();
+        for (name, d) in &other.names {
+            let mine = self.get(name).unwrap_or_default();
+            if !mine.is_empty() && name_hash(mine) == d.hash {
+                continue;
+            }
+            for v in &d.versions {
+                if mine.binary_search_by(|e| e.release.version.cmp(v)).is_err() {
+                    out.push((name.clone(), v.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn name_hash(entries: &[Entry]) -> String {
+    let mut h = sha2::Sha256::new();
+    for e in entries {
+        h.update(e.release.version.to_string().as_bytes());
+        h.update(b" ");
+        h.update(e.release.checksum.as_str().as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
+/// Per-name summary inside a [`Digest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameDigest {
+    /// Versions, ascending.
+    pub versions: Vec<semver::Version>,
+    /// SHA-256 over `"<version> <checksum>\n"` lines in version order.
+    pub hash: String,
+}
+
+/// What a registry holds, in summary (see [`Registry::digest`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    pub names: BTreeMap<String, NameDigest>,
+}
+
+impl Digest {
+    /// One hash over the whole digest: equal roots mean nothing to exchange.
+    pub fn root(&self) -> String {
+        let mut h = sha2::Sha256::new();
+        for (name, d) in &self.names {
+            h.update(name.as_bytes());
+            h.update(b" ");
+            h.update(d.hash.as_bytes());
+            h.update(b"\n");
+        }
+        hex::encode(h.finalize())
+    }
+}

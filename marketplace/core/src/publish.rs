@@ -1,1 +1,110 @@
-//! Being written.
+//! Publishing a package directory into the local registry.
+//!
+//! Publishing is local first: the manifest is read, the directory packed into a deterministic
+//! archive, the archive stored under its content id, a release signed and inserted into the index,
+//! and the index saved. The network crate then announces the same [`Release`]. The archive is stored
+//! before the index refers to it, so an index entry never points at a missing archive.
+
+use std::path::{Path, PathBuf};
+
+use crate::archive::{self, ArchiveError};
+use crate::home::Home;
+use crate::index::{IndexError, Registry};
+use crate::manifest::{Manifest, ManifestError};
+use crate::record::{ContentId, Release, Unsigned};
+use crate::sign::SigningKey;
+use crate::store::{Store, StoreError};
+use crate::trust::TrustError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("packing {dir}: {source}")]
+    Archive { dir: PathBuf, source: ArchiveError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("{id} is already published with identical contents")]
+    AlreadyPublished { id: String },
+}
+
+/// Publishes the package in `dir` into `home`'s registry, signed with `key`, stamped `now`
+/// (seconds since the Unix epoch).
+pub fn publish(
+    home: &Home,
+    dir: &Path,
+    key: &SigningKey,
+    now: u64,
+) -> Result<Release, PublishError> {
+    let span = tracing::info_span!(
+        "publish",
+        name = tracing::field::Empty,
+        version = tracing::field::Empty,
+        bytes = tracing::field::Empty,
+        status = tracing::field::Empty
+    );
+    let _enter = span.enter();
+    let result = publish_inner(home, dir, key, now, &span);
+    span.record("status", if result.is_ok() { "ok" } else { "error" });
+    result
+}
+
+fn publish_inner(
+    home: &Home,
+    dir: &Path,
+    key: &SigningKey,
+    now: u64,
+    span: &tracing::Span,
+) -> Result<Release, PublishError> {
+    let manifest = Manifest::from_dir(dir)?;
+    span.record("name", manifest.name.as_str());
+    span.record("version", tracing::field::display(&manifest.version));
+
+    let mut registry = Registry::load(&home.index_path())?;
+    // Refuse early, before packing and storing, when the version exists or the name belongs to
+    // someone else; insert() checks again with the signed release.
+    if let Some(owner) = registry.trust().owner(&manifest.name)
+        && *owner != key.public()
+    {
+        return Err(IndexError::Trust(TrustError::NotOwner {
+            release: manifest.id(),
+            name: manifest.name.clone(),
+            signer: key.public().short(),
+            owner: owner.short(),
+        })
+        .into());
+    }
+
+    let bytes = archive::pack(dir).map_err(|source| PublishError::Archive {
+        dir: dir.to_owned(),
+        source,
+    })?;
+    span.record("bytes", bytes.len());
+    let checksum = ContentId::of(&bytes);
+    let release = unsigned(&manifest, checksum, bytes.len() as u64, now).sign(key);
+
+    if let Some(existing) = registry.entry(&release.name, &release.version)
+        && existing.release.checksum == release.checksum
+    {
+        return Err(PublishError::AlreadyPublished { id: release.id() });
+    }
+    Store::of(home).put(&bytes)?;
+    registry.insert(release.clone())?;
+    registry.save()?;
+    tracing::info!(id = %release.id(), checksum = %release.checksum, "published");
+    Ok(release)
+}
+
+fn unsigned(m: &Manifest, checksum: ContentId, size: u64, now: u64) -> Unsigned {
+    Unsigned {
+        name: m.name.clone(),
+        version: m.version.clone(),
+        checksum,
+        size,
+        dependencies: m.dependencies.clone(),
+        meta: m.meta(),
+        published_at: now,
+    }
+}
