@@ -156,7 +156,10 @@ fn resolve_inner(
             }
             Ok(Resolution { packages })
         }
-        Err(PubGrubError::NoSolution(tree)) => {
+        Err(PubGrubError::NoSolution(mut tree)) => {
+            // Every version the solver can see is a candidate, so "no versions in this set" facts
+            // can be folded into the dependency that asked for them: one sentence instead of two.
+            tree.collapse_no_versions();
             let formatter = Words {
                 provider: &provider,
             };
@@ -274,20 +277,7 @@ impl Provider<'_> {
             set = set.union(&piece);
             i += 1;
         }
-        let mut label = req.to_string();
-        if set.is_empty() {
-            let yanked_match = self
-                .registry
-                .get(name)
-                .unwrap_or_default()
-                .iter()
-                .any(|e| req.matches(&e.release.version));
-            label.push_str(if yanked_match {
-                " (every matching version is yanked)"
-            } else {
-                " (no published version matches)"
-            });
-        }
+        let label = req.to_string();
         self.labels
             .borrow_mut()
             .entry((name.to_owned(), set.clone()))
@@ -373,68 +363,101 @@ struct Words<'a, 'p> {
     provider: &'p Provider<'a>,
 }
 
+/// Which side of a dependency a set is on: the package that depends (shown as its concrete
+/// versions when there are few) or the package depended on (shown as the requirement).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Depender,
+    Dependency,
+}
+
 impl Words<'_, '_> {
-    /// `set` of `pkg` in words; empty when it means "any version".
-    fn describe(&self, pkg: &Pkg, set: &Set) -> String {
+    /// `pkg` and its `set` in words, with a note when the set holds no usable version.
+    fn named(&self, pkg: &Pkg, set: &Set, side: Side) -> String {
         let Pkg::Named(name) = pkg else {
-            return String::new();
+            return pkg.to_string();
         };
-        if let Some(label) = self
+        let cands = self.provider.candidates(name);
+        let inside: Vec<&Version> = cands.iter().filter(|v| set.contains(v)).collect();
+        let label = self
             .provider
             .labels
             .borrow()
             .get(&(name.clone(), set.clone()))
-        {
-            return label.clone();
-        }
-        let cands = self.provider.candidates(name);
-        let inside: Vec<&Version> = cands.iter().filter(|v| set.contains(v)).collect();
-        if *set == Set::full() || (!inside.is_empty() && inside.len() == cands.len()) {
-            return String::new();
-        }
-        match inside.as_slice() {
-            [] => set.to_string(),
-            [one] => one.to_string(),
-            [init @ .., last] if init.len() < 4 => {
-                let init: Vec<String> = init.iter().map(|v| v.to_string()).collect();
-                format!("{} or {last}", init.join(", "))
+            .cloned();
+        let label_req = label.as_deref().and_then(|l| VersionReq::parse(l).ok());
+        let listed = |max: usize| -> Option<String> {
+            match inside.as_slice() {
+                [] => None,
+                [one] => Some(one.to_string()),
+                [init @ .., last] if init.len() < max => {
+                    let init: Vec<String> = init.iter().map(|v| v.to_string()).collect();
+                    Some(format!("{} or {last}", init.join(", ")))
+                }
+                _ => None,
             }
-            _ => set.to_string(),
+        };
+        let everything = *set == Set::full() || (inside.len() > 1 && inside.len() == cands.len());
+        let text = match side {
+            Side::Depender => listed(3)
+                .or(label)
+                .or_else(|| (!everything).then(|| set.to_string())),
+            Side::Dependency => label
+                .or_else(|| (!everything).then(|| listed(4).unwrap_or_else(|| set.to_string()))),
+        };
+        let mut out = match text {
+            Some(t) if !t.is_empty() => format!("{name} {t}"),
+            _ => name.clone(),
+        };
+        if inside.is_empty() {
+            out.push_str(&self.why_empty(name, set, label_req.as_ref()));
         }
+        out
     }
 
-    fn named(&self, pkg: &Pkg, set: &Set) -> String {
-        let d = self.describe(pkg, set);
-        if d.is_empty() {
-            pkg.to_string()
-        } else {
-            format!("{pkg} {d}")
+    /// Why a set of `name` holds no candidate: unknown name, yanked versions, or no match. An
+    /// empty set has lost its bounds, so the requirement it came from (if known) decides which
+    /// yanked versions it would have matched.
+    fn why_empty(&self, name: &str, set: &Set, req: Option<&VersionReq>) -> String {
+        let matches = |v: &Version| match req {
+            Some(r) => r.matches(v),
+            None => set.contains(v),
+        };
+        match self.provider.registry.get(name) {
+            None => format!(
+                " (not in the registry{})",
+                suggest(&close_names(self.provider.registry, name))
+            ),
+            Some(entries)
+                if entries
+                    .iter()
+                    .any(|e| e.yanked && matches(&e.release.version)) =>
+            {
+                " (every matching version is yanked)".into()
+            }
+            Some(_) => " (no published version matches)".into(),
         }
     }
 
     fn term(&self, pkg: &Pkg, term: &Term<Set>) -> String {
         match term {
-            Term::Positive(set) => self.named(pkg, set),
+            Term::Positive(set) => self.named(pkg, set, Side::Depender),
             Term::Negative(set) => {
-                let d = self.describe(pkg, set);
-                if d.is_empty() {
-                    format!("no version of {pkg}")
-                } else {
-                    format!("{pkg} other than {d}")
-                }
+                let n = self.named(pkg, set, Side::Dependency);
+                format!(
+                    "a version of {pkg} other than {}",
+                    n.strip_prefix(&pkg.to_string()).unwrap_or(&n).trim()
+                )
             }
         }
     }
 
     fn depends(&self, p: &Pkg, set_p: &Set, dep: &Pkg, set_dep: &Set) -> String {
+        let dep = self.named(dep, set_dep, Side::Dependency);
         if *p == Pkg::Root {
-            format!("your project requires {}", self.named(dep, set_dep))
+            format!("your project requires {dep}")
         } else {
-            format!(
-                "{} depends on {}",
-                self.named(p, set_p),
-                self.named(dep, set_dep)
-            )
+            format!("{} depends on {dep}", self.named(p, set_p, Side::Depender))
         }
     }
 }
@@ -446,33 +469,20 @@ impl ReportFormatter<Pkg, Set, String> for Words<'_, '_> {
         match external {
             External::NotRoot(_, _) => "your project is being resolved".into(),
             External::NoVersions(pkg, set) => {
-                let Pkg::Named(name) = pkg else {
-                    return "your project cannot be resolved".into();
-                };
-                match self.provider.registry.get(name) {
-                    None => format!(
-                        "{name} is not in the registry{}",
-                        suggest(&close_names(self.provider.registry, name))
-                    ),
-                    Some(entries) => {
-                        let d = self.describe(pkg, set);
-                        if entries
-                            .iter()
-                            .any(|e| e.yanked && set.contains(&e.release.version))
-                        {
-                            format!("every version of {name} {d} is yanked")
-                        } else if d.is_empty() {
-                            format!("no version of {name} is available")
-                        } else {
-                            format!("no published version of {name} matches {d}")
-                        }
-                    }
-                }
+                format!(
+                    "no usable version of {} exists",
+                    self.named(pkg, set, Side::Dependency)
+                )
             }
             External::FromDependencyOf(p, set_p, dep, set_dep) => {
                 self.depends(p, set_p, dep, set_dep)
             }
-            External::Custom(p, set, why) => format!("{} is unavailable {why}", self.named(p, set)),
+            External::Custom(p, set, why) => {
+                format!(
+                    "{} is unavailable {why}",
+                    self.named(p, set, Side::Depender)
+                )
+            }
         }
     }
 
@@ -483,8 +493,12 @@ impl ReportFormatter<Pkg, Set, String> for Words<'_, '_> {
             [(Pkg::Root, Term::Positive(_))] => {
                 "no set of versions satisfies every requirement".into()
             }
-            [(p, Term::Positive(set))] => format!("{} cannot be used", self.named(p, set)),
-            [(p, Term::Negative(set))] => format!("{} is required", self.named(p, set)),
+            [(p, Term::Positive(set))] => {
+                format!("{} cannot be used", self.named(p, set, Side::Depender))
+            }
+            [(p, Term::Negative(set))] => {
+                format!("{} is required", self.named(p, set, Side::Dependency))
+            }
             [(p1, Term::Positive(r1)), (p2, Term::Negative(r2))]
             | [(p2, Term::Negative(r2)), (p1, Term::Positive(r1))] => self.depends(p1, r1, p2, r2),
             many => {
