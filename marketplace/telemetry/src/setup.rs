@@ -1,0 +1,133 @@
+//! Subscriber assembly: the stderr fmt layer, and with `otel` the sampled OpenTelemetry layer.
+
+use tracing::Subscriber;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::{Config, TelemetryError};
+
+/// A type-erased layer, so the signature is the same with and without `otel`.
+pub type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync + 'static>;
+
+/// Installs the global subscriber described by `config` and returns the guard that flushes and
+/// shuts the exporters down when dropped. Keep the guard alive for as long as the program runs.
+pub fn init(config: &Config) -> Result<TelemetryGuard, TelemetryError> {
+    let (layer, guard) = layer(config)?;
+    tracing_subscriber::registry()
+        .with(layer)
+        .try_init()
+        .map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))?;
+    Ok(guard)
+}
+
+/// The layers [`init`] would install, for a subscriber the caller assembles (tests add a capturing
+/// layer; benches install it with `tracing::dispatcher::with_default`).
+pub fn layer<S>(config: &Config) -> Result<(BoxedLayer<S>, TelemetryGuard), TelemetryError>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    let mut layers: Vec<BoxedLayer<S>> = Vec::new();
+    if config.stderr_log {
+        layers.push(fmt_layer(config)?);
+    }
+    #[cfg(feature = "otel")]
+    let guard = {
+        let (otel_layers, providers) = crate::otel::layers::<S>(config)?;
+        layers.extend(otel_layers);
+        TelemetryGuard {
+            providers: providers.map(Box::new),
+        }
+    };
+    #[cfg(not(feature = "otel"))]
+    let guard = TelemetryGuard { _private: () };
+    Ok((Box::new(layers), guard))
+}
+
+fn fmt_layer<S>(config: &Config) -> Result<BoxedLayer<S>, TelemetryError>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    let (source_name, directives) = match &config.log_filter {
+        Some(filter) => ("the configuration", filter.clone()),
+        None => match std::env::var("RUST_LOG") {
+            Ok(filter) if !filter.trim().is_empty() => ("RUST_LOG", filter),
+            _ => ("the default", "warn".to_owned()),
+        },
+    };
+    let filter =
+        EnvFilter::try_new(&directives).map_err(|e| TelemetryError::InvalidLogFilter {
+            source_name,
+            value: directives.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter)
+        .boxed())
+}
+
+/// Flushes and shuts the exporters down when dropped (a no-op without `otel`).
+#[must_use = "dropping the guard shuts telemetry down"]
+pub struct TelemetryGuard {
+    #[cfg(feature = "otel")]
+    providers: Option<Box<crate::otel::Providers>>,
+    #[cfg(not(feature = "otel"))]
+    _private: (),
+}
+
+impl std::fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryGuard")
+            .field("exporting", &self.is_exporting())
+            .finish()
+    }
+}
+
+impl TelemetryGuard {
+    /// Whether spans and metrics are being exported (false without `otel`, or when
+    /// `OTEL_SDK_DISABLED=true`).
+    pub fn is_exporting(&self) -> bool {
+        #[cfg(feature = "otel")]
+        {
+            self.providers.is_some()
+        }
+        #[cfg(not(feature = "otel"))]
+        {
+            false
+        }
+    }
+
+    /// Exports everything buffered now: finished spans and the current metric values.
+    pub fn flush(&self) -> Result<(), TelemetryError> {
+        #[cfg(feature = "otel")]
+        if let Some(providers) = &self.providers {
+            providers.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and shuts down, reporting failures (dropping the guard does the same but can only
+    /// print them).
+    pub fn shutdown(mut self) -> Result<(), TelemetryError> {
+        self.shutdown_inner()
+    }
+
+    fn shutdown_inner(&mut self) -> Result<(), TelemetryError> {
+        #[cfg(feature = "otel")]
+        if let Some(providers) = self.providers.take() {
+            providers.shutdown()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown_inner() {
+            // The subscriber may already be gone at this point, so stderr is the only channel left.
+            eprintln!("market-telemetry: {e}");
+        }
+    }
+}
