@@ -37,7 +37,9 @@ pub const DEFAULT_SAMPLE_RATIO: f64 = 0.1;
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     /// A sampler ratio outside [0, 1] or not a number.
-    #[error("invalid sampler ratio {value:?} from {source_name}: expected a number between 0 and 1")]
+    #[error(
+        "invalid sampler ratio {value:?} from {source_name}: expected a number between 0 and 1"
+    )]
     InvalidSampleRatio {
         /// Where the value came from (the config or a variable's name).
         source_name: &'static str,
@@ -165,7 +167,10 @@ impl Config {
             if (0.0..=1.0).contains(&value) {
                 Ok(value)
             } else {
-                Err(TelemetryError::InvalidSampleRatio { source_name, value: text })
+                Err(TelemetryError::InvalidSampleRatio {
+                    source_name,
+                    value: text,
+                })
             }
         };
         if let Some(ratio) = self.sample_ratio {
@@ -173,12 +178,13 @@ impl Config {
         }
         for name in [SAMPLE_RATIO_VAR, OTEL_SAMPLER_ARG_VAR] {
             if let Some(text) = env(name).filter(|t| !t.trim().is_empty()) {
-                let value = text.trim().parse::<f64>().map_err(|_| {
-                    TelemetryError::InvalidSampleRatio {
-                        source_name: name,
-                        value: text.clone(),
-                    }
-                })?;
+                let value =
+                    text.trim()
+                        .parse::<f64>()
+                        .map_err(|_| TelemetryError::InvalidSampleRatio {
+                            source_name: name,
+                            value: text.clone(),
+                        })?;
                 return check(name, value, text);
             }
         }
@@ -189,7 +195,11 @@ impl Config {
     pub fn resolved_service_name(&self) -> String {
         self.service_name
             .clone()
-            .or_else(|| std::env::var("OTEL_SERVICE_NAME").ok().filter(|s| !s.is_empty()))
+            .or_else(|| {
+                std::env::var("OTEL_SERVICE_NAME")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
             .unwrap_or_else(|| self.default_service_name.clone())
     }
 }

@@ -70,7 +70,10 @@ impl Labels {
     };
 
     const fn push(mut self, key: &'static str, value: &'static str) -> Labels {
-        assert!(self.len < MAX_LABELS, "an instrument carries at most MAX_LABELS labels");
+        assert!(
+            self.len < MAX_LABELS,
+            "an instrument carries at most MAX_LABELS labels"
+        );
         self.pairs[self.len] = (key, value);
         self.len += 1;
         self

@@ -60,8 +60,7 @@ thread_local! {
 
 fn seed() -> u64 {
     static THREADS: AtomicU64 = AtomicU64::new(0);
-    std::collections::hash_map::RandomState::new()
-        .hash_one(THREADS.fetch_add(1, Ordering::Relaxed))
+    std::collections::hash_map::RandomState::new().hash_one(THREADS.fetch_add(1, Ordering::Relaxed))
 }
 
 /// splitmix64: a few nanoseconds, and statistically good enough for a sampling decision.
@@ -235,7 +234,9 @@ impl Tracer for SampledTracer {
         parent_cx: &opentelemetry::Context,
     ) -> Self::Span {
         let handed = builder.attributes.as_mut().and_then(|attributes| {
-            let index = attributes.iter().position(|kv| kv.key.as_str() == HANDOFF_KEY)?;
+            let index = attributes
+                .iter()
+                .position(|kv| kv.key.as_str() == HANDOFF_KEY)?;
             let kv = attributes.remove(index);
             u128::from_str_radix(kv.value.as_str().as_ref(), 16).ok()
         });

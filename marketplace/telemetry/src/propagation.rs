@@ -44,7 +44,10 @@ impl TraceParent {
         {
             return None;
         }
-        let is_lower_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let is_lower_hex = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
         if !is_lower_hex(trace_id) || !is_lower_hex(span_id) || !is_lower_hex(flags) {
             return None;
         }

@@ -325,10 +325,12 @@ impl Collector {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 fn number(value: Option<number_data_point::Value>) -> f64 {
@@ -384,7 +386,10 @@ fn refuse(collector: &Collector, status: StatusCode, message: &str) -> Response<
     respond(status, "text/plain", message.as_bytes().to_vec())
 }
 
-async fn handle(request: Request<Incoming>, collector: Collector) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    request: Request<Incoming>,
+    collector: Collector,
+) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_owned();
     if request.method() == Method::GET && path == "/stats" {
         let body = serde_json::to_vec(&collector.stats()).unwrap_or_default();
@@ -410,14 +415,18 @@ async fn handle(request: Request<Incoming>, collector: Collector) -> Result<Resp
             "compressed bodies are not supported",
         ));
     }
-    if !header(hyper::header::CONTENT_TYPE).is_some_and(|t| t.starts_with("application/x-protobuf")) {
+    if !header(hyper::header::CONTENT_TYPE).is_some_and(|t| t.starts_with("application/x-protobuf"))
+    {
         return Ok(refuse(
             &collector,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "only application/x-protobuf is supported",
         ));
     }
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
         Ok(body) => body.to_bytes(),
         Err(_) => {
             return Ok(refuse(
@@ -489,7 +498,9 @@ pub struct Receiver {
 
 impl std::fmt::Debug for Receiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Receiver").field("addr", &self.addr).finish()
+        f.debug_struct("Receiver")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -501,8 +512,8 @@ impl Receiver {
 
     /// Starts a receiver on `addr`.
     pub fn bind(addr: SocketAddr) -> Result<Receiver, ReceiverError> {
-        let listener =
-            std::net::TcpListener::bind(addr).map_err(|source| ReceiverError::Bind { addr, source })?;
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|source| ReceiverError::Bind { addr, source })?;
         let bound = listener
             .local_addr()
             .map_err(|source| ReceiverError::Bind { addr, source })?;

@@ -42,6 +42,11 @@ where
     };
     #[cfg(not(feature = "otel"))]
     let guard = TelemetryGuard { _private: () };
+    if layers.is_empty() {
+        // An empty `Vec` of layers answers "never" for every callsite, which would switch tracing
+        // off for the layers the caller adds beside this one; `Identity` stays out of the way.
+        return Ok((Box::new(tracing_subscriber::layer::Identity::new()), guard));
+    }
     Ok((Box::new(layers), guard))
 }
 
@@ -56,12 +61,11 @@ where
             _ => ("the default", "warn".to_owned()),
         },
     };
-    let filter =
-        EnvFilter::try_new(&directives).map_err(|e| TelemetryError::InvalidLogFilter {
-            source_name,
-            value: directives.clone(),
-            reason: e.to_string(),
-        })?;
+    let filter = EnvFilter::try_new(&directives).map_err(|e| TelemetryError::InvalidLogFilter {
+        source_name,
+        value: directives.clone(),
+        reason: e.to_string(),
+    })?;
     Ok(tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter)

@@ -1,0 +1,11 @@
+//! Integration tests of market-telemetry: one binary, one module per area.
+
+mod capture;
+mod config;
+mod default_build;
+mod metrics;
+#[cfg(feature = "otel")]
+mod otel_export;
+mod propagation;
+#[cfg(feature = "otel")]
+mod receiver;
