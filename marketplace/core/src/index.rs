@@ -5,7 +5,7 @@
 //! cannot cover them. Ownership is decided by the [`TrustBook`] stored in the same document, so a
 //! version signed by a stranger is refused at insert time, wherever the release came from.
 //!
-//! The file is plain JSON, written atomically. Loading it must take milliseconds for 10 000
+//! The file is plain JSON (one object per version, flat), written atomically. Loading it must take milliseconds for 10 000
 //! packages, so a load parses and checks structure (names, order, duplicates) but does not re-verify
 //! every signature: each release was verified when it was inserted, and the installer verifies again
 //! what it actually installs. [`Registry::verify_all`] is the deep check for a file of unknown origin.
@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use crate::record::{ContentId, Release, validate_name};
+use crate::record::{ContentId, Metadata, Release, validate_name};
+use crate::sign::{PublicKey, Signature};
 use crate::trust::{Rotation, TrustBook, TrustError};
 
 /// Version of the on-disk format; bumped when the layout changes incompatibly.
@@ -86,15 +87,138 @@ pub enum IndexError {
     NoPath,
 }
 
-/// The document as stored. Packages map to their entries sorted by version.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// The document as stored. Packages map to their versions, ascending.
+///
+/// Each version is stored flat ([`DiskEntry`]) rather than as a nested [`Release`]: the release's
+/// own serde layout flattens its metadata, and serde's `flatten` buffers every field into an
+/// intermediate map, which made loading 10 000 packages take hundreds of milliseconds. The package
+/// name is the map key and is not repeated per version. Empty lists and zero counters are omitted.
+#[derive(Deserialize)]
 struct Document {
     format: u32,
-    packages: BTreeMap<String, Vec<Entry>>,
+    packages: BTreeMap<String, Vec<DiskEntry>>,
     #[serde(default)]
     trust: TrustBook,
     #[serde(default)]
     rotations: Vec<Rotation>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiskEntry {
+    version: semver::Version,
+    checksum: ContentId,
+    size: u64,
+    #[serde(default)]
+    dependencies: BTreeMap<String, semver::VersionReq>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    authors: Vec<String>,
+    #[serde(default)]
+    license: Option<String>,
+    #[serde(default)]
+    keywords: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    categories: Vec<String>,
+    published_at: u64,
+    publisher: PublicKey,
+    signature: Signature,
+    #[serde(default)]
+    yanked: bool,
+    #[serde(default)]
+    downloads: u64,
+    #[serde(default)]
+    stars: u64,
+}
+
+impl DiskEntry {
+    fn into_entry(self, name: &str) -> Entry {
+        Entry {
+            release: Release {
+                name: name.to_owned(),
+                version: self.version,
+                checksum: self.checksum,
+                size: self.size,
+                dependencies: self.dependencies,
+                meta: Metadata {
+                    description: self.description,
+                    authors: self.authors,
+                    license: self.license,
+                    keywords: self.keywords,
+                    tags: self.tags,
+                    categories: self.categories,
+                },
+                published_at: self.published_at,
+                publisher: self.publisher,
+                signature: self.signature,
+            },
+            yanked: self.yanked,
+            downloads: self.downloads,
+            stars: self.stars,
+        }
+    }
+}
+
+/// The serialising twin of [`DiskEntry`], borrowing from an [`Entry`].
+#[derive(Serialize)]
+struct DiskEntryRef<'a> {
+    version: &'a semver::Version,
+    checksum: &'a ContentId,
+    size: u64,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    dependencies: &'a BTreeMap<String, semver::VersionReq>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    description: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    authors: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    license: &'a Option<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    keywords: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    tags: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    categories: &'a [String],
+    published_at: u64,
+    publisher: &'a PublicKey,
+    signature: &'a Signature,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    yanked: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    downloads: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    stars: u64,
+}
+
+impl<'a> DiskEntryRef<'a> {
+    fn of(e: &'a Entry) -> DiskEntryRef<'a> {
+        let r = &e.release;
+        DiskEntryRef {
+            version: &r.version,
+            checksum: &r.checksum,
+            size: r.size,
+            dependencies: &r.dependencies,
+            description: &r.meta.description,
+            authors: &r.meta.authors,
+            license: &r.meta.license,
+            keywords: &r.meta.keywords,
+            tags: &r.meta.tags,
+            categories: &r.meta.categories,
+            published_at: r.published_at,
+            publisher: &r.publisher,
+            signature: &r.signature,
+            yanked: e.yanked,
+            downloads: e.downloads,
+            stars: e.stars,
+        }
+    }
 }
 
 /// The registry index in memory.
@@ -159,18 +283,13 @@ impl Registry {
             });
         }
         let mut versions_total = 0;
-        let mut packages = doc.packages;
-        for (name, entries) in packages.iter_mut() {
-            validate_name(name).map_err(|r| malformed(format!("package name {name:?} {r}")))?;
-            if entries.is_empty() {
+        let mut packages = BTreeMap::new();
+        for (name, disk) in doc.packages {
+            validate_name(&name).map_err(|r| malformed(format!("package name {name:?} {r}")))?;
+            if disk.is_empty() {
                 return Err(malformed(format!("package {name} has no versions")));
             }
-            if let Some(e) = entries.iter().find(|e| &e.release.name != name) {
-                return Err(malformed(format!(
-                    "package {name} lists a release of {}",
-                    e.release.id()
-                )));
-            }
+            let mut entries: Vec<Entry> = disk.into_iter().map(|d| d.into_entry(&name)).collect();
             // Files written by this crate are sorted; a hand-edited one may not be.
             if !entries
                 .windows(2)
@@ -188,6 +307,7 @@ impl Registry {
                 }
             }
             versions_total += entries.len();
+            packages.insert(name, entries);
         }
         Ok(Registry {
             path: None,
@@ -200,16 +320,29 @@ impl Registry {
 
     /// Serialises the index (compact JSON).
     pub fn to_vec(&self) -> Vec<u8> {
+        struct Packages<'a>(&'a BTreeMap<String, Vec<Entry>>);
+        impl Serialize for Packages<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(Some(self.0.len()))?;
+                for (name, entries) in self.0 {
+                    let disk: Vec<DiskEntryRef<'_>> =
+                        entries.iter().map(DiskEntryRef::of).collect();
+                    map.serialize_entry(name, &disk)?;
+                }
+                map.end()
+            }
+        }
         #[derive(Serialize)]
         struct DocumentRef<'a> {
             format: u32,
-            packages: &'a BTreeMap<String, Vec<Entry>>,
+            packages: Packages<'a>,
             trust: &'a TrustBook,
             rotations: &'a [Rotation],
         }
         serde_json::to_vec(&DocumentRef {
             format: FORMAT_VERSION,
-            packages: &self.packages,
+            packages: Packages(&self.packages),
             trust: &self.trust,
             rotations: &self.rotations,
         })

@@ -175,16 +175,20 @@ fn malformed_files_are_errors_that_name_the_file() {
         Err(IndexError::Format { .. })
     ));
 
-    // A release filed under another package's name.
+    // The same version listed twice.
     let k = SigningKey::from_seed([1; 32]);
-    let r = release("real", "1.0.0", &k, "x");
-    let doc =
-        serde_json::json!({"format": FORMAT_VERSION, "packages": {"other": [{"release": r}]}});
-    std::fs::write(&path, doc.to_string()).unwrap();
+    let mut reg = Registry::new();
+    reg.insert(release("real", "1.0.0", &k, "x")).unwrap();
+    let text = String::from_utf8(reg.to_vec()).unwrap();
+    let start = text.find("[{").unwrap() + 1;
+    let end = text.find("}]").unwrap() + 1;
+    let entry = &text[start..end];
+    let doubled = text.replacen(entry, &format!("{entry},{entry}"), 1);
+    std::fs::write(&path, doubled).unwrap();
     let err = Registry::load(&path).unwrap_err();
     assert!(
         err.to_string()
-            .contains("other lists a release of real@1.0.0"),
+            .contains("package real lists version 1.0.0 twice"),
         "{err}"
     );
 }
