@@ -368,6 +368,8 @@ fn extract_entries(
         let kind = entry.header().entry_type();
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory => {}
+            // A pax global header carries archive-wide metadata (git archive writes one), no file.
+            tar::EntryType::XGlobalHeader => continue,
             tar::EntryType::Symlink => {
                 return Err(refuse(
                     "is a symbolic link; links are not allowed in packages",

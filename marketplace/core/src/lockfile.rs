@@ -200,3 +200,90 @@ impl Lockfile {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(name: &str, version: &str, content: &str) -> LockedPackage {
+        LockedPackage {
+            name: name.into(),
+            version: version.parse().unwrap(),
+            checksum: ContentId::of(content.as_bytes()),
+            dependencies: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trips_through_a_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(LOCK_FILE);
+        assert_eq!(Lockfile::load(&path).unwrap(), None);
+        let lock = Lockfile::new(
+            [("b".to_string(), "^1".parse().unwrap())].into(),
+            vec![pkg("b", "1.0.0", "b"), pkg("a", "0.1.0", "a")],
+        );
+        lock.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# market.lock"), "{text}");
+        let back = Lockfile::load(&path).unwrap().unwrap();
+        assert_eq!(back, lock);
+        assert_eq!(back.packages[0].name, "a", "packages are sorted by name");
+        assert_eq!(
+            back.get("b").unwrap().version,
+            semver::Version::new(1, 0, 0)
+        );
+    }
+
+    #[test]
+    fn bad_locks_are_refused_with_the_path() {
+        let p = Path::new("proj/market.lock");
+        let dup = "version = 1\n[[package]]\nname = \"a\"\nversion = \"1.0.0\"\nchecksum = \"%\"\n";
+        let dup = dup.replace('%', ContentId::of(b"x").as_str());
+        let twice = format!("{dup}{}", &dup["version = 1\n".len()..]);
+        let cases = [
+            ("version = 2\n", "format version 2"),
+            (
+                "version = 1\n[[package]]\nname = \"A\"\nversion = \"1.0.0\"\nchecksum = \"00\"\n",
+                "content id",
+            ),
+            (twice.as_str(), "listed twice"),
+            ("not toml [", "not a valid lock file"),
+        ];
+        for (text, words) in cases {
+            let err = Lockfile::parse(text, p).unwrap_err().to_string();
+            assert!(err.starts_with("proj/market.lock"), "{err}");
+            assert!(err.contains(words), "{err:?} should mention {words:?}");
+        }
+    }
+
+    #[test]
+    fn changes_are_listed_one_per_line() {
+        let old = Lockfile::new(
+            [("a".to_string(), "^1".parse().unwrap())].into(),
+            vec![
+                pkg("a", "1.0.0", "a"),
+                pkg("gone", "1.0.0", "g"),
+                pkg("same", "1.0.0", "s"),
+            ],
+        );
+        let new = Lockfile::new(
+            [("a".to_string(), "^1.1".parse().unwrap())].into(),
+            vec![
+                pkg("a", "1.1.0", "a2"),
+                pkg("new", "0.1.0", "n"),
+                pkg("same", "1.0.0", "s"),
+            ],
+        );
+        assert_eq!(
+            old.changes_to(&new),
+            [
+                "requirement a ^1 -> ^1.1",
+                "a 1.0.0 -> 1.1.0",
+                "new 0.1.0 would be added",
+                "gone 1.0.0 would be removed",
+            ]
+        );
+        assert!(new.changes_to(&new).is_empty());
+    }
+}
