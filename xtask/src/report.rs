@@ -1,0 +1,746 @@
+//! Renders a [`Judgement`]: markdown (target/perf/report.md), JSON, a terminal table and the PR
+//! comment. Knows no statistics: every figure comes from the judgement or the run file.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::policy::{ScalingMetric, Statistic};
+use crate::run::RunFile;
+use crate::verdict::{Judgement, Outcome, Status, Verdict};
+
+/// GitHub rejects longer comments.
+pub const PR_COMMENT_LIMIT: usize = 65_536;
+
+/// Where the figures came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Provenance {
+    pub run_file: String,
+    pub base_file: Option<String>,
+    pub commands: Vec<String>,
+    pub created: String,
+    pub commit: String,
+    pub environment: crate::run::Environment,
+    pub base_environment: Option<crate::run::Environment>,
+    pub replicates: Vec<(String, usize)>,
+    pub sample_ratio: f64,
+    /// Criterion HTML report folders, relative to the workspace root.
+    pub html_reports: Vec<String>,
+}
+
+impl Provenance {
+    pub fn new(head: &RunFile, run_file: String, base: Option<(&RunFile, String)>) -> Provenance {
+        let mut html: Vec<String> = head
+            .benches
+            .values()
+            .flat_map(|b| b.variants.values().flatten())
+            .map(|r| format!("{}/report/index.html", r.criterion_home))
+            .collect();
+        html.sort();
+        html.dedup();
+        Provenance {
+            run_file,
+            base_file: base.as_ref().map(|b| b.1.clone()),
+            commands: head.commands.clone(),
+            created: head.created.clone(),
+            commit: format!(
+                "{}{}",
+                head.git.commit.as_deref().unwrap_or("unknown"),
+                if head.git.dirty { " (dirty)" } else { "" }
+            ),
+            environment: head.environment.clone(),
+            base_environment: base.map(|b| b.0.environment.clone()),
+            replicates: head
+                .variants
+                .keys()
+                .map(|v| (v.clone(), head.replicate_count(v)))
+                .collect(),
+            sample_ratio: head.sample_ratio,
+            html_reports: html,
+        }
+    }
+}
+
+pub fn pct(x: f64) -> String {
+    format!("{:+.1} %", x * 100.0)
+}
+
+fn pct_ci(ci: Option<(f64, f64)>) -> String {
+    ci.map_or("—".to_owned(), |(lo, hi)| {
+        format!("[{:+.1}, {:+.1}] %", lo * 100.0, hi * 100.0)
+    })
+}
+
+pub fn time(ns: f64) -> String {
+    let (v, u) = if ns >= 1e9 {
+        (ns / 1e9, "s")
+    } else if ns >= 1e6 {
+        (ns / 1e6, "ms")
+    } else if ns >= 1e3 {
+        (ns / 1e3, "µs")
+    } else {
+        (ns, "ns")
+    };
+    format!("{v:.3} {u}")
+}
+
+fn bytes(b: f64) -> String {
+    let (v, u) = if b >= 1e9 {
+        (b / 1e9, "GB")
+    } else if b >= 1e6 {
+        (b / 1e6, "MB")
+    } else if b >= 1e3 {
+        (b / 1e3, "kB")
+    } else {
+        (b, "B")
+    };
+    format!("{v:.2} {u}")
+}
+
+fn sla_value(stat: Statistic, v: f64) -> String {
+    if stat == Statistic::PeakBytesPerPeer {
+        bytes(v)
+    } else {
+        time(v)
+    }
+}
+
+fn verdict_cell(v: Verdict) -> String {
+    match v {
+        Verdict::Fail => "❌ fail".to_owned(),
+        Verdict::Noisy => "🔀 noisy".to_owned(),
+        Verdict::Warn | Verdict::NearViolation => format!("⚠️ {}", v.name()),
+        Verdict::Improved => "🚀 improved".to_owned(),
+        _ => v.name().to_owned(),
+    }
+}
+
+fn count(rows: impl Iterator<Item = Verdict>) -> String {
+    let mut counts: std::collections::BTreeMap<Verdict, usize> = Default::default();
+    for v in rows {
+        *counts.entry(v).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(v, n)| format!("{n} {}", v.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One line per check: (name, status, detail).
+pub fn summary(j: &Judgement) -> Vec<(&'static str, Status, String)> {
+    let mut out = Vec::new();
+    let sla_detail = if j.sla.is_empty() {
+        "no SLAs in the policy".to_owned()
+    } else {
+        count(j.sla.iter().map(|r| r.verdict))
+    };
+    out.push((
+        "SLA compliance",
+        j.sla_status,
+        format!(
+            "{} of {} SLAs: {sla_detail}",
+            j.sla
+                .iter()
+                .filter(|r| r.verdict != Verdict::NotMeasured)
+                .count(),
+            j.sla.len()
+        ),
+    ));
+    match &j.regression {
+        Some(r) => {
+            let mut d = format!(
+                "vs `{}`: {}",
+                r.base,
+                count(r.rows.iter().map(|r| r.verdict))
+            );
+            if !r.same_machine {
+                d.push_str("; another machine: information only");
+            }
+            if r.rows.iter().any(|r| r.verdict == Verdict::Noisy) {
+                d.push_str("; still noisy after re-measuring");
+            }
+            out.push(("Regression check", r.status, d));
+        }
+        None => out.push((
+            "Regression check",
+            Status::Skipped,
+            "no baseline given (--against NAME)".to_owned(),
+        )),
+    }
+    let o = &j.overhead;
+    let mut od = match o.average {
+        Some(a) => format!(
+            "critical paths on average {} {} ({} blocks); {}",
+            pct(a.overhead),
+            pct_ci(a.ci),
+            a.blocks,
+            count(o.rows.iter().map(|r| r.verdict))
+        ),
+        None => format!(
+            "{} benches measured in both variants",
+            o.rows.iter().filter(|r| r.overhead.is_some()).count()
+        ),
+    };
+    write!(od, "; sampler ratio {}", o.sample_ratio).ok();
+    if (o.sample_ratio - o.production_ratio).abs() > 1e-9 {
+        write!(
+            od,
+            " (budgets apply at {}: information only)",
+            o.production_ratio
+        )
+        .ok();
+    }
+    out.push(("OTEL overhead", o.status, od));
+    let sd = if j.scaling.is_empty() {
+        "no scaling expectations in the policy".to_owned()
+    } else {
+        format!(
+            "{} series: {}",
+            j.scaling.len(),
+            count(j.scaling.iter().map(|r| r.verdict))
+        )
+    };
+    out.push(("Scalability", j.scaling_status, sd));
+    out
+}
+
+fn gate_line(j: &Judgement) -> String {
+    match (j.outcome(), j.gated) {
+        (Outcome::Fail, _) => "**Gate: FAIL** (exit 1)".to_owned(),
+        (Outcome::Pass, true) => "**Gate: PASS** (exit 0)".to_owned(),
+        (Outcome::Pass, false) => format!(
+            "**Gate: PASS** (exit 0; profile `{}` gates nothing on statistics)",
+            j.profile
+        ),
+    }
+}
+
+fn summary_table(j: &Judgement, out: &mut String) {
+    out.push_str("| check | status | detail |\n|---|---|---|\n");
+    for (name, status, detail) in summary(j) {
+        writeln!(out, "| {name} | {} | {detail} |", status.name()).ok();
+    }
+    writeln!(out, "\n{}\n", gate_line(j)).ok();
+}
+
+fn regression_rows(rows: &[&crate::verdict::RegressionRow], out: &mut String) {
+    out.push_str("| bench | variant | change | 95 % CI | q | min. detectable | replicates (base/head) | verdict |\n|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let mut v = verdict_cell(r.verdict);
+        if r.unreplicated {
+            v.push_str(" (unreplicated)");
+        }
+        if let Some(w) = &r.waived {
+            write!(v, " (waived: {w})").ok();
+        }
+        writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {} | {}/{} | {v} |",
+            r.id,
+            r.variant,
+            r.change.map_or("—".to_owned(), pct),
+            pct_ci(r.stats.map(|s| s.ci)),
+            r.q.map_or("—".to_owned(), |q| format!("{q:.3}")),
+            r.stats.map_or("—".to_owned(), |s| pct(s.mde)),
+            r.base_n,
+            r.head_n
+        )
+        .ok();
+    }
+}
+
+fn details(title: &str, body: &str, out: &mut String) {
+    writeln!(
+        out,
+        "<details><summary>{title}</summary>\n\n{body}\n</details>\n"
+    )
+    .ok();
+}
+
+pub fn markdown(j: &Judgement, p: &Provenance) -> String {
+    let mut out = String::new();
+    writeln!(out, "# Performance validation report\n").ok();
+    writeln!(
+        out,
+        "Run `{}` · profile `{}` · commit `{}` · {}\n",
+        j.run, j.profile, p.commit, p.created
+    )
+    .ok();
+    out.push_str("## Summary\n\n");
+    summary_table(j, &mut out);
+
+    // SLAs.
+    out.push_str("## SLA compliance\n\n");
+    if j.sla.is_empty() {
+        out.push_str("The policy lists no SLAs.\n\n");
+    } else {
+        out.push_str("| SLA | bench | statistic | target | measured (median of replicates) | range | replicates | of target | verdict |\n|---|---|---|---|---|---|---|---|---|\n");
+        let mut rows: Vec<_> = j.sla.iter().collect();
+        rows.sort_by_key(|r| r.verdict);
+        for r in rows {
+            writeln!(
+                out,
+                "| {}{} | `{}` | {} | {} | {} | {} | {} | {} | {}{} |",
+                r.name,
+                if r.critical { " (critical)" } else { "" },
+                r.bench,
+                r.statistic.name(),
+                r.target,
+                r.value
+                    .map_or("—".to_owned(), |v| sla_value(r.statistic, v)),
+                r.range.map_or("—".to_owned(), |(a, b)| format!(
+                    "{} – {}",
+                    sla_value(r.statistic, a),
+                    sla_value(r.statistic, b)
+                )),
+                r.replicates,
+                r.ratio
+                    .map_or("—".to_owned(), |x| format!("{:.0} %", x * 100.0)),
+                verdict_cell(r.verdict),
+                if r.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", r.note)
+                }
+            )
+            .ok();
+        }
+        out.push('\n');
+    }
+
+    // Regressions.
+    out.push_str("## Regression check\n\n");
+    match &j.regression {
+        None => out.push_str("No comparison: run `cargo xtask bench-all --against NAME` or `cargo xtask compare OLD NEW`.\n\n"),
+        Some(r) => {
+            writeln!(out, "Against `{}`. Change = exp(mean log head − mean log base) − 1 over replicate estimates (Σtimes/Σiters per process); 95 % CI and p from Welch's t on the logs; q after Benjamini–Hochberg over {} comparisons; minimum detectable change at 80 % power.\n", r.base, r.rows.iter().filter(|r| r.q.is_some()).count()).ok();
+            if !r.same_machine {
+                out.push_str("> **Information only:** the baseline was recorded on another machine (environment fingerprints differ), so absolute times do not compare.\n\n");
+            }
+            let notable: Vec<_> = r.rows.iter().filter(|r| r.verdict.notable()).collect();
+            if notable.is_empty() {
+                out.push_str("No notable changes.\n\n");
+            } else {
+                regression_rows(&notable, &mut out);
+                out.push('\n');
+            }
+            let mut full = String::new();
+            regression_rows(&r.rows.iter().collect::<Vec<_>>(), &mut full);
+            details(&format!("All {} comparisons", r.rows.len()), &full, &mut out);
+        }
+    }
+
+    // Overhead.
+    let o = &j.overhead;
+    out.push_str("## OTEL overhead\n\n");
+    writeln!(out, "Variants `plain` and `otel` measured interleaved in this run; block i pairs replicate i of each. Overhead = exp(mean r) − 1, r = log(otel) − log(plain) per block, t-interval over blocks. Sampler ratio {} (budgets apply at {}).\n", o.sample_ratio, o.production_ratio).ok();
+    if let Some(a) = o.average {
+        writeln!(
+            out,
+            "Average over critical paths: **{}** {} ({} blocks) — {}\n",
+            pct(a.overhead),
+            pct_ci(a.ci),
+            a.blocks,
+            verdict_cell(o.average_verdict)
+        )
+        .ok();
+    }
+    let crit: Vec<_> = o
+        .rows
+        .iter()
+        .filter(|r| r.critical && r.overhead.is_some())
+        .collect();
+    if !crit.is_empty() {
+        out.push_str("```mermaid\nxychart-beta\n    title \"OTEL overhead on critical paths (%)\"\n    x-axis [");
+        out.push_str(
+            &crit
+                .iter()
+                .map(|r| format!("\"{}\"", r.id))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        out.push_str("]\n    y-axis \"overhead (%)\"\n    bar [");
+        out.push_str(
+            &crit
+                .iter()
+                .map(|r| format!("{:.2}", r.overhead.map_or(0.0, |o| o.overhead * 100.0)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        out.push_str("]\n```\n\n");
+    }
+    let overhead_table = |rows: &[&crate::verdict::OverheadRow]| {
+        let mut s = "| bench | critical path | overhead | 95 % CI | blocks | verdict |\n|---|---|---|---|---|---|\n".to_owned();
+        for r in rows {
+            writeln!(
+                s,
+                "| `{}` | {} | {} | {} | {} | {} |",
+                r.id,
+                if r.critical { "yes" } else { "" },
+                r.overhead.map_or("—".to_owned(), |o| pct(o.overhead)),
+                pct_ci(r.overhead.and_then(|o| o.ci)),
+                r.overhead.map_or(0, |o| o.blocks),
+                verdict_cell(r.verdict)
+            )
+            .ok();
+        }
+        s
+    };
+    let notable: Vec<_> = o
+        .rows
+        .iter()
+        .filter(|r| r.critical || r.verdict.notable())
+        .collect();
+    if o.rows.is_empty() {
+        out.push_str("No bench was measured in both variants.\n\n");
+    } else {
+        out.push_str(&overhead_table(&notable));
+        out.push('\n');
+        details(
+            &format!("All {} benches", o.rows.len()),
+            &overhead_table(&o.rows.iter().collect::<Vec<_>>()),
+            &mut out,
+        );
+    }
+    if !o.components.is_empty() {
+        out.push_str("Per-component costs (otel variant):\n\n| component | mean per operation | 95 % CI | replicates |\n|---|---|---|---|\n");
+        for c in &o.components {
+            writeln!(
+                out,
+                "| `{}` | {} | {} | {} |",
+                c.id,
+                time(c.mean),
+                c.ci.map_or("—".to_owned(), |(a, b)| format!(
+                    "[{}, {}]",
+                    time(a),
+                    time(b)
+                )),
+                c.replicates
+            )
+            .ok();
+        }
+        out.push('\n');
+    }
+
+    // Scaling.
+    out.push_str("## Scalability\n\n");
+    if j.scaling.is_empty() {
+        out.push_str("The policy lists no scaling expectations.\n\n");
+    } else {
+        out.push_str("Slope of log(value) against log(N), least squares on the mean log per size; 95 % percentile-bootstrap CI over replicates. Sub-linear: CI below 0.8; linear: within [0.8, 1.2]; super-linear: above 1.2. A series fails only when its CI lies above the class the policy expects.\n\n");
+        out.push_str("| series | metric | sizes | slope | 95 % CI | class | expected | verdict |\n|---|---|---|---|---|---|---|---|\n");
+        for r in &j.scaling {
+            writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} | {} | {} | {}{}{} |",
+                r.series,
+                metric_name(r.metric),
+                r.points
+                    .iter()
+                    .map(|p| format!("{}×{}", p.n, p.replicates))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                r.slope
+                    .map_or("—".to_owned(), |s| format!("{:.3}", s.slope)),
+                r.slope.map_or("—".to_owned(), |s| format!(
+                    "[{:.3}, {:.3}]",
+                    s.ci.0, s.ci.1
+                )),
+                r.class.map_or("undetermined", |c| c.name()),
+                r.expect.name(),
+                verdict_cell(r.verdict),
+                if r.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", r.note)
+                },
+                r.routing_per_ln_n.map_or(String::new(), |k| format!(
+                    "; Kademlia requests per lookup grow {k:.2} per ln N"
+                ))
+            )
+            .ok();
+        }
+        out.push('\n');
+        for r in j.scaling.iter().filter(|r| r.points.len() >= 2) {
+            let unit = if r.metric == ScalingMetric::Time {
+                "ns"
+            } else {
+                "bytes"
+            };
+            writeln!(
+                out,
+                "```mermaid\nxychart-beta\n    title \"{} ({})\"\n    x-axis \"N\" [{}]\n    y-axis \"{unit}\"\n    line [{}]\n```\n",
+                r.series,
+                metric_name(r.metric),
+                r.points.iter().map(|p| format!("\"{}\"", p.n)).collect::<Vec<_>>().join(", "),
+                r.points.iter().map(|p| format!("{:.1}", p.value)).collect::<Vec<_>>().join(", ")
+            )
+            .ok();
+        }
+    }
+
+    if !j.not_measured.is_empty() {
+        out.push_str("## Not measured\n\n| bench | why |\n|---|---|\n");
+        for n in &j.not_measured {
+            writeln!(out, "| `{}` | {} |", n.id, n.reason).ok();
+        }
+        out.push('\n');
+    }
+
+    out.push_str("## Recommendations\n\n");
+    let recs = recommendations(j);
+    if recs.is_empty() {
+        out.push_str("Nothing failed or warned.\n\n");
+    } else {
+        for r in recs {
+            writeln!(out, "- {r}").ok();
+        }
+        out.push('\n');
+    }
+
+    out.push_str("## Provenance\n\n");
+    writeln!(out, "- run file: `{}`", p.run_file).ok();
+    if let Some(b) = &p.base_file {
+        writeln!(out, "- compared with: `{b}`").ok();
+    }
+    writeln!(out, "- created: {}; commit `{}`", p.created, p.commit).ok();
+    let e = &p.environment;
+    writeln!(
+        out,
+        "- environment: {} ({} cores), {}, kernel {}, {}, Criterion {}",
+        e.cpu_model, e.cores, e.os, e.kernel, e.rustc, e.criterion
+    )
+    .ok();
+    if let Some(b) = &p.base_environment
+        && b != e
+    {
+        writeln!(
+            out,
+            "- baseline environment: {} ({} cores), {}, kernel {}, {}, Criterion {}",
+            b.cpu_model, b.cores, b.os, b.kernel, b.rustc, b.criterion
+        )
+        .ok();
+    }
+    writeln!(
+        out,
+        "- replicates (processes per variant): {}",
+        p.replicates
+            .iter()
+            .map(|(v, n)| format!("{v} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+    .ok();
+    writeln!(out, "- OTEL sampler ratio: {}", p.sample_ratio).ok();
+    for c in &p.commands {
+        writeln!(out, "- command: `{c}`").ok();
+    }
+    if !p.html_reports.is_empty() {
+        let links: Vec<String> = p
+            .html_reports
+            .iter()
+            .map(|h| format!("[{h}]({h})"))
+            .collect();
+        details("Criterion HTML reports", &links.join("<br>\n"), &mut out);
+    }
+    out
+}
+
+fn metric_name(m: ScalingMetric) -> &'static str {
+    match m {
+        ScalingMetric::Time => "time",
+        ScalingMetric::BytesPerPeer => "bytes per peer",
+        ScalingMetric::PeakBytes => "peak bytes",
+    }
+}
+
+/// What to do next, derived from what failed or warned.
+pub fn recommendations(j: &Judgement) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(r) = &j.regression {
+        for row in r
+            .rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::Fail && r.waived.is_none())
+        {
+            out.push(format!("`{}` ({}) regressed {}: profile it against `{}` (`cargo bench -p market-benches -- '{}'` with a profiler), or waive it in baselines/policy.toml with a reason, link and expiry.", row.id, row.variant, row.change.map_or("?".to_owned(), pct), r.base, row.id));
+        }
+        let noisy = r
+            .rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::Noisy)
+            .count();
+        if noisy > 0 {
+            out.push(format!("{noisy} comparisons stayed noisy after re-measuring: run the `thorough` profile, or quiet the machine (no other load, fixed CPU frequency)."));
+        }
+        if r.rows.iter().any(|r| r.unreplicated) {
+            out.push("Some comparisons rest on one process per side (unreplicated): use a profile with replicates before trusting them.".to_owned());
+        }
+        if !r.same_machine {
+            out.push("The baseline comes from another machine: record one here (`cargo xtask baseline save NAME`) or use `--base-ref` for a gating comparison.".to_owned());
+        }
+    }
+    for s in j
+        .sla
+        .iter()
+        .filter(|s| matches!(s.verdict, Verdict::Fail | Verdict::Warn))
+    {
+        out.push(format!("SLA \"{}\" is at {:.0} % of its target ({} {} on `{}`): this is a user-visible promise; fix the operation or renegotiate the target in the policy.", s.name, s.ratio.unwrap_or(0.0) * 100.0, s.statistic.name(), s.target, s.bench));
+    }
+    for r in j
+        .overhead
+        .rows
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Warn))
+    {
+        out.push(format!("OTEL costs {} on `{}`: move the sampling decision before the layer does work (per-layer filter), and keep hot counters to atomics.", r.overhead.map_or("?".to_owned(), |o| pct(o.overhead)), r.id));
+    }
+    if matches!(j.overhead.average_verdict, Verdict::Fail | Verdict::Warn) {
+        out.push("The average overhead over critical paths is above its target: run `cargo xtask otel-overhead` for tight CIs before optimising.".to_owned());
+    }
+    for s in j
+        .scaling
+        .iter()
+        .filter(|s| matches!(s.verdict, Verdict::Fail | Verdict::Warn))
+    {
+        out.push(format!("`{}` grows with slope {} where {} was expected: look for a scan or a quadratic step in the operation.", s.series, s.slope.map_or("?".to_owned(), |s| format!("{:.2}", s.slope)), s.expect.name()));
+    }
+    out
+}
+
+/// The terminal summary: the summary table and every failing row.
+pub fn terminal(j: &Judgement) -> String {
+    let mut out = String::new();
+    let rows = summary(j);
+    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    for (name, status, detail) in rows {
+        writeln!(out, "{name:<w$}  {:<12} {detail}", status.name()).ok();
+    }
+    if let Some(r) = &j.regression {
+        for row in r.rows.iter().filter(|r| r.verdict == Verdict::Fail) {
+            writeln!(
+                out,
+                "  regression  {} ({}): {} {}",
+                row.id,
+                row.variant,
+                row.change.map_or("?".to_owned(), pct),
+                pct_ci(row.stats.map(|s| s.ci))
+            )
+            .ok();
+        }
+    }
+    for s in j.sla.iter().filter(|s| s.verdict == Verdict::Fail) {
+        writeln!(
+            out,
+            "  SLA         {}: {} vs target {}",
+            s.name,
+            s.value
+                .map_or("?".to_owned(), |v| sla_value(s.statistic, v)),
+            s.target
+        )
+        .ok();
+    }
+    for r in j
+        .overhead
+        .rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Fail)
+    {
+        writeln!(
+            out,
+            "  overhead    {}: {}",
+            r.id,
+            r.overhead.map_or("?".to_owned(), |o| pct(o.overhead))
+        )
+        .ok();
+    }
+    for s in j.scaling.iter().filter(|s| s.verdict == Verdict::Fail) {
+        writeln!(
+            out,
+            "  scaling     {}: slope {}",
+            s.series,
+            s.slope
+                .map_or("?".to_owned(), |s| format!("{:.2}", s.slope))
+        )
+        .ok();
+    }
+    writeln!(out, "{}", gate_line(j).replace("**", "")).ok();
+    out
+}
+
+/// The PR comment: summary and notable rows, within GitHub's limit, pointing at the artifact.
+pub fn pr_comment(j: &Judgement, p: &Provenance) -> String {
+    let mut out = String::from("<!-- market-perf-gate -->\n## Performance gate\n\n");
+    summary_table(j, &mut out);
+    let footer = format!(
+        "\nFull report: the `perf-report` artifact of this workflow run (target/perf/report.md). Commit `{}`, profile `{}`.\n",
+        p.commit, j.profile
+    );
+    let mut notable = String::new();
+    if let Some(r) = &j.regression {
+        let rows: Vec<_> = r.rows.iter().filter(|r| r.verdict.notable()).collect();
+        if !rows.is_empty() {
+            regression_rows(&rows, &mut notable);
+        }
+    }
+    for s in j.sla.iter().filter(|s| s.verdict.notable()) {
+        writeln!(
+            notable,
+            "- SLA {}: {} {} vs {} — {}",
+            s.name,
+            s.statistic.name(),
+            s.value
+                .map_or("—".to_owned(), |v| sla_value(s.statistic, v)),
+            s.target,
+            s.verdict.name()
+        )
+        .ok();
+    }
+    for r in j.overhead.rows.iter().filter(|r| r.verdict.notable()) {
+        writeln!(
+            notable,
+            "- OTEL overhead on `{}`: {} {} — {}",
+            r.id,
+            r.overhead.map_or("—".to_owned(), |o| pct(o.overhead)),
+            pct_ci(r.overhead.and_then(|o| o.ci)),
+            r.verdict.name()
+        )
+        .ok();
+    }
+    let budget = PR_COMMENT_LIMIT - out.len() - footer.len() - 200;
+    if notable.len() > budget {
+        let mut cut = budget;
+        while !notable.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let cut = notable[..cut].rfind('\n').map_or(0, |i| i + 1);
+        notable.truncate(cut);
+        notable.push_str("\n… (truncated; see the full report)\n");
+    }
+    out.push_str(&notable);
+    out.push_str(&footer);
+    out
+}
+
+pub fn json(j: &Judgement, p: &Provenance) -> String {
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        judgement: &'a Judgement,
+        provenance: &'a Provenance,
+        outcome: &'static str,
+    }
+    let outcome = if j.outcome() == Outcome::Fail {
+        "fail"
+    } else {
+        "pass"
+    };
+    let mut s = serde_json::to_string_pretty(&Doc {
+        judgement: j,
+        provenance: p,
+        outcome,
+    })
+    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    s.push('\n');
+    s
+}

@@ -1,0 +1,272 @@
+//! The run file: everything one `bench-all` measured, normalised, with keys sorted (BTreeMap) so
+//! that two runs diff cleanly. Saved as `target/perf/runs/NAME.json`; a baseline is a run file
+//! promoted to `baselines/NAME.json`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::criterion::{self, Estimates, Measurement, Throughput};
+use crate::error::{self, Error, Result};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunFile {
+    pub schema_version: u32,
+    pub name: String,
+    /// UTC, RFC 3339.
+    pub created: String,
+    pub git: Git,
+    pub environment: Environment,
+    pub profile: String,
+    /// Variant name → the cargo features it was built with.
+    pub variants: BTreeMap<String, Vec<String>>,
+    /// `MARKET_OTEL_SAMPLE_RATIO` given to the otel variant.
+    pub sample_ratio: f64,
+    /// The commands that produced the run, for provenance.
+    pub commands: Vec<String>,
+    /// Full id → bench.
+    pub benches: BTreeMap<String, Bench>,
+    /// The run this one was compared with when it was recorded, if any.
+    #[serde(default)]
+    pub against: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Git {
+    pub commit: Option<String>,
+    pub dirty: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    pub cpu_model: String,
+    pub cores: usize,
+    pub os: String,
+    pub kernel: String,
+    pub rustc: String,
+    pub criterion: String,
+}
+
+impl Environment {
+    /// The machine fingerprint: absolute times travel only between runs on which these agree.
+    /// rustc and Criterion are not part of it: a compiler upgrade on the same machine is a change
+    /// the gate should see, not a reason to stop comparing.
+    pub fn same_machine(&self, other: &Environment) -> bool {
+        (&self.cpu_model, self.cores, &self.os, &self.kernel)
+            == (&other.cpu_model, other.cores, &other.os, &other.kernel)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bench {
+    pub group_id: String,
+    pub function_id: Option<String>,
+    pub value_str: Option<String>,
+    /// Unit of `estimate`: always "ns" (per iteration).
+    pub unit: String,
+    pub throughput: Option<Throughput>,
+    /// Variant → replicates in the order they were measured.
+    pub variants: BTreeMap<String, Vec<Replicate>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replicate {
+    /// Index of the process among its variant's processes (0-based).
+    pub replicate: u32,
+    /// Σtimes / Σiters, ns per iteration.
+    pub estimate: f64,
+    /// False when the process had fewer than 10 samples (never a comparison input).
+    pub comparable: bool,
+    pub estimates: Estimates,
+    pub samples: Samples,
+    pub side: Option<SideData>,
+    /// The process's Criterion home, relative to the workspace root (HTML reports live there).
+    pub criterion_home: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Samples {
+    pub iters: Vec<f64>,
+    pub times: Vec<f64>,
+}
+
+/// What a bench writes to `<MARKET_PERF_OUT>/<id with / as __>.json`: percentiles of single
+/// operations timed in a separate fixed-count pass, in ns. A percentile the pass had too few
+/// operations for is absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SideData {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+    pub count: u64,
+    #[serde(default)]
+    pub memory: Option<Memory>,
+    #[serde(default)]
+    pub kademlia: Option<Kademlia>,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    pub bytes_per_peer: f64,
+    pub peak_bytes: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Kademlia {
+    pub requests_per_lookup: f64,
+    pub dials_per_lookup: f64,
+}
+
+/// `<id with / as __>.json`.
+pub fn side_data_file(id: &str) -> String {
+    format!("{}.json", id.replace('/', "__"))
+}
+
+impl RunFile {
+    pub fn load(path: &Path) -> Result<RunFile> {
+        let help = "a run file is written by `cargo xtask bench-all`; re-record it";
+        let text = error::read_to_string(path, help)?;
+        let run: RunFile = error::parse_json(path, &text, help)?;
+        if run.schema_version != SCHEMA_VERSION {
+            return Err(Error::parse(
+                path,
+                format!(
+                    "schema_version {} (this xtask reads {SCHEMA_VERSION})",
+                    run.schema_version
+                ),
+                "re-record the run with this version of the xtask",
+            ));
+        }
+        Ok(run)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::parse(path, e.to_string(), "report this as a bug"))?;
+        text.push('\n');
+        error::write_atomic(path, text.as_bytes())
+    }
+
+    /// Folds one finished process into the run: its Criterion tree under `home` and the side data
+    /// beside it. Returns the ids it measured.
+    pub fn fold_process(
+        &mut self,
+        variant: &str,
+        replicate: u32,
+        home: &Path,
+        root: &Path,
+    ) -> Result<Vec<String>> {
+        let measurements = criterion::read_home(home)?;
+        let rel = home
+            .strip_prefix(root)
+            .unwrap_or(home)
+            .display()
+            .to_string();
+        let mut ids = Vec::new();
+        for m in measurements {
+            let side_path = home.join(side_data_file(&m.id.full_id));
+            let side: Option<SideData> = if side_path.is_file() {
+                Some(criterion::read_json(&side_path)?)
+            } else {
+                None
+            };
+            if let Some(v) = side.as_ref().and_then(|s| s.variant.as_deref())
+                && v != variant
+            {
+                return Err(Error::parse(
+                    &side_path,
+                    format!(
+                        "written by the `{v}` variant, but this process was the `{variant}` variant"
+                    ),
+                    "cargo unified the features of the two builds; rebuild with separate target directories",
+                ));
+            }
+            ids.push(m.id.full_id.clone());
+            self.add(variant, replicate, m, side, rel.clone());
+        }
+        Ok(ids)
+    }
+
+    pub fn add(
+        &mut self,
+        variant: &str,
+        replicate: u32,
+        m: Measurement,
+        side: Option<SideData>,
+        criterion_home: String,
+    ) {
+        let comparable = m.comparable();
+        let estimate = m.sample.per_iteration();
+        let bench = self
+            .benches
+            .entry(m.id.full_id.clone())
+            .or_insert_with(|| Bench {
+                group_id: m.id.group_id.clone(),
+                function_id: m.id.function_id.clone(),
+                value_str: m.id.value_str.clone(),
+                unit: "ns".to_owned(),
+                throughput: m.id.throughput.clone(),
+                variants: BTreeMap::new(),
+            });
+        bench
+            .variants
+            .entry(variant.to_owned())
+            .or_default()
+            .push(Replicate {
+                replicate,
+                estimate,
+                comparable,
+                estimates: m.estimates,
+                samples: Samples {
+                    iters: m.sample.iters,
+                    times: m.sample.times,
+                },
+                side,
+                criterion_home,
+            });
+    }
+
+    /// The comparable replicate estimates of `id` in `variant`.
+    pub fn estimates(&self, id: &str, variant: &str) -> Vec<f64> {
+        self.replicates(id, variant)
+            .filter(|r| r.comparable)
+            .map(|r| r.estimate)
+            .collect()
+    }
+
+    pub fn replicates<'a>(
+        &'a self,
+        id: &str,
+        variant: &str,
+    ) -> impl Iterator<Item = &'a Replicate> + 'a {
+        self.benches
+            .get(id)
+            .and_then(|b| b.variants.get(variant))
+            .into_iter()
+            .flatten()
+    }
+
+    /// Replicates per variant (the most any bench has).
+    pub fn replicate_count(&self, variant: &str) -> usize {
+        self.benches
+            .values()
+            .filter_map(|b| b.variants.get(variant))
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Whether some process of this run is not a valid comparison input.
+    pub fn has_incomparable(&self) -> bool {
+        self.benches
+            .values()
+            .flat_map(|b| b.variants.values().flatten())
+            .any(|r| !r.comparable)
+    }
+}

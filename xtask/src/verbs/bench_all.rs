@@ -1,0 +1,786 @@
+//! `cargo xtask bench-all`: builds the bench executables in both variants, measures them in
+//! interleaved replicate processes, folds every process into a run file as it ends, re-measures
+//! noisy benches, judges and reports.
+//!
+//! # Protocol with the bench executables
+//!
+//! - Built by `cargo bench -p market-benches --no-run --message-format=json`, once without and once
+//!   with `--features otel`, each in its own `CARGO_TARGET_DIR` (target/perf/build/<variant>) so
+//!   that cargo can never unify the features of the two variants.
+//! - Variant check: run with `MARKET_BENCH_VARIANT_CHECK=1` and no arguments, an executable prints
+//!   exactly one line `market-bench-variant: plain` or `market-bench-variant: otel` to stdout and
+//!   exits 0. An executable reporting the other variant is refused (exit 2).
+//! - `EXE --list [FILTER]` prints Criterion's `<full id>: benchmark` lines; the union over all
+//!   executables is what policy ids are checked against.
+//! - Measurement: `EXE --bench <profile's Criterion flags> <regex of the selected ids>` with
+//!   `CRITERION_HOME` and `MARKET_PERF_OUT` both set to a fresh directory of that process;
+//!   the otel variant also gets `OTEL_EXPORTER_OTLP_ENDPOINT` (the xtask's own `otlp-receiver`
+//!   process), `OTEL_BSP_SCHEDULE_DELAY=200` and `MARKET_OTEL_SAMPLE_RATIO`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use xshell::{Shell, cmd};
+
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::policy::{Policy, Profile};
+use crate::report::Provenance;
+use crate::run::{Environment, Git, RunFile, SCHEMA_VERSION};
+use crate::verdict::{self, NotMeasured, OTEL, Outcome, PLAIN};
+
+/// The feature matrix: variant name and the cargo features it is built with.
+pub const VARIANTS: [(&str, &[&str]); 2] = [(PLAIN, &[]), (OTEL, &["otel"])];
+
+/// The git ref under target/perf/criterion/ this run measures.
+const HEAD_REF: &str = "head";
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub profile: Option<String>,
+    pub filter: Option<String>,
+    pub against: Option<String>,
+    pub replicates: Option<u32>,
+    pub sample_ratio: Option<f64>,
+    pub strict_env: bool,
+    /// Use executables from DIR/<variant>/ (and DIR/otlp-receiver) instead of building them.
+    pub prebuilt: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Executable {
+    /// The bench target's name (`marketplace_search`).
+    pub name: String,
+    pub path: PathBuf,
+    pub variant: &'static str,
+}
+
+fn shell(layout: &Layout) -> Result<Shell> {
+    let sh = Shell::new().map_err(|e| {
+        Error::input(
+            "the shell",
+            e.to_string(),
+            "check the current directory exists",
+        )
+    })?;
+    sh.change_dir(&layout.root);
+    Ok(sh)
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The executables of `cargo build`/`cargo bench --no-run --message-format=json` output:
+/// (target name, path) of every compiler-artifact with an executable of the given kind.
+pub fn parse_artifacts(stdout: &str, kind: &str) -> Vec<(String, PathBuf)> {
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["reason"] == "compiler-artifact")
+        .filter(|v| {
+            v["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == kind))
+        })
+        .filter_map(|v| {
+            Some((
+                v["target"]["name"].as_str()?.to_owned(),
+                PathBuf::from(v["executable"].as_str()?),
+            ))
+        })
+        .collect()
+}
+
+/// Builds the bench executables of one variant in its own target directory.
+pub fn build(layout: &Layout, variant: &'static str, features: &[&str]) -> Result<Vec<Executable>> {
+    let sh = shell(layout)?;
+    let cargo = cargo();
+    let feature_args: Vec<String> = if features.is_empty() {
+        Vec::new()
+    } else {
+        vec!["--features".to_owned(), features.join(",")]
+    };
+    let target_dir = layout.build_dir(variant);
+    eprintln!("building the {variant} benches in {}", target_dir.display());
+    let shown = feature_args.join(" ");
+    let out = cmd!(
+        sh,
+        "{cargo} bench -p market-benches --no-run --message-format=json {feature_args...}"
+    )
+    .env("CARGO_TARGET_DIR", &target_dir)
+    .quiet()
+    .ignore_status()
+    .output()
+    .map_err(|e| Error::Command {
+        command: "cargo bench --no-run".into(),
+        detail: e.to_string(),
+        help: "is cargo on PATH?".into(),
+    })?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            command: format!("cargo bench -p market-benches --no-run {shown}"),
+            detail: tail(&String::from_utf8_lossy(&out.stderr), 30),
+            help: "fix the build error above; the gate measures only what compiles".into(),
+        });
+    }
+    let exes: Vec<Executable> = parse_artifacts(&String::from_utf8_lossy(&out.stdout), "bench")
+        .into_iter()
+        .map(|(name, path)| Executable {
+            name,
+            path,
+            variant,
+        })
+        .collect();
+    if exes.is_empty() {
+        return Err(Error::Command {
+            command: "cargo bench -p market-benches --no-run".into(),
+            detail: "reported no bench executables".into(),
+            help: "check the [[bench]] targets of benches/Cargo.toml".into(),
+        });
+    }
+    Ok(exes)
+}
+
+/// Executables prepared elsewhere: every file in DIR/<variant>/.
+pub fn prebuilt(dir: &Path, variant: &'static str) -> Result<Vec<Executable>> {
+    let vdir = dir.join(variant);
+    let entries = std::fs::read_dir(&vdir).map_err(|source| Error::Read {
+        path: vdir.clone(),
+        source,
+        help: "--prebuilt DIR needs DIR/plain/ and DIR/otel/ with the bench executables".into(),
+    })?;
+    let mut exes: Vec<Executable> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .map(|path| Executable {
+            name: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path,
+            variant,
+        })
+        .collect();
+    exes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(exes)
+}
+
+/// Refuses an executable that was not built as `expected` (see the protocol above).
+pub fn check_variant(exe: &Path, expected: &str) -> Result<()> {
+    let out = Command::new(exe)
+        .env("MARKET_BENCH_VARIANT_CHECK", "1")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            Error::input(
+                format!("bench executable {}", exe.display()),
+                format!("cannot run: {e}"),
+                "rebuild the benches",
+            )
+        })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let reported: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("market-bench-variant:"))
+        .map(str::trim)
+        .collect();
+    match reported.as_slice() {
+        [v] if *v == expected && out.status.success() => Ok(()),
+        [v] => Err(Error::input(
+            format!("bench executable {}", exe.display()),
+            format!("was built as the `{v}` variant, but the `{expected}` build produced it"),
+            "cargo unified features between the variants; delete target/perf/build and re-run (each variant needs its own CARGO_TARGET_DIR)",
+        )),
+        _ => Err(Error::input(
+            format!("bench executable {}", exe.display()),
+            "did not print exactly one `market-bench-variant: <plain|otel>` line when run with MARKET_BENCH_VARIANT_CHECK=1",
+            "every bench main must answer the variant check (see market-benches' lib)",
+        )),
+    }
+}
+
+/// The ids an executable lists (optionally matching Criterion's regex filter).
+pub fn list(exe: &Path, filter: Option<&str>) -> Result<Vec<String>> {
+    let mut c = Command::new(exe);
+    c.arg("--list");
+    if let Some(f) = filter {
+        c.arg(f);
+    }
+    let out = c.stdin(Stdio::null()).output().map_err(|e| {
+        Error::input(
+            format!("bench executable {}", exe.display()),
+            format!("cannot run --list: {e}"),
+            "rebuild the benches",
+        )
+    })?;
+    if !out.status.success() {
+        return Err(Error::input(
+            format!("`{} --list`", exe.display()),
+            format!(
+                "exited with {}: {}",
+                out.status,
+                tail(&String::from_utf8_lossy(&out.stderr), 10)
+            ),
+            "an invalid --filter regex is the usual cause",
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": benchmark"))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// A regex matching exactly the given ids (Criterion's filter is a regex on the full id).
+pub fn exact_regex(ids: &BTreeSet<String>) -> String {
+    let escaped: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            id.chars()
+                .flat_map(|c| {
+                    if "\\.+*?()|[]{}^$#&-~".contains(c) {
+                        vec!['\\', c]
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    format!("^(?:{})$", escaped.join("|"))
+}
+
+/// The OTLP receiver process, killed when dropped.
+pub struct Receiver {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Receiver {
+    /// Starts `otlp-receiver` and waits (up to 30 s) for `listening on http://127.0.0.1:PORT`.
+    /// std's Command rather than xshell: xshell runs commands to completion, and this one must
+    /// live beside the benches.
+    pub fn start(exe: &Path) -> Result<Receiver> {
+        let what = || format!("OTLP receiver {}", exe.display());
+        let mut child = Command::new(exe)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| Error::input(what(), format!("cannot start: {e}"), "rebuild it with `cargo build -p market-telemetry --bin otlp-receiver --features receiver`"))?;
+        let stdout = child.stdout.take();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout?).lines();
+            let first = lines.next()?.ok();
+            let _ = tx.send(first);
+            // Keep draining so the receiver never blocks on a full pipe.
+            for _ in lines {}
+            Some(())
+        });
+        let mut receiver = Receiver {
+            child,
+            endpoint: String::new(),
+        };
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        match line.trim().strip_prefix("listening on ") {
+            Some(url) if url.starts_with("http://127.0.0.1:") => {
+                receiver.endpoint = url.to_owned();
+                Ok(receiver)
+            }
+            _ => Err(Error::input(
+                what(),
+                format!("did not announce its address within 30 s (first line: {line:?})"),
+                "it must print `listening on http://127.0.0.1:PORT` first",
+            )),
+        }
+    }
+}
+
+fn build_receiver(layout: &Layout) -> Result<PathBuf> {
+    let sh = shell(layout)?;
+    let cargo = cargo();
+    eprintln!("building the OTLP receiver");
+    let out = cmd!(sh, "{cargo} build -p market-telemetry --bin otlp-receiver --features receiver --profile bench --message-format=json")
+        .env("CARGO_TARGET_DIR", layout.build_dir(OTEL))
+        .quiet()
+        .ignore_status()
+        .output()
+        .map_err(|e| Error::Command { command: "cargo build otlp-receiver".into(), detail: e.to_string(), help: "is cargo on PATH?".into() })?;
+    let found = parse_artifacts(&String::from_utf8_lossy(&out.stdout), "bin")
+        .into_iter()
+        .find(|(n, _)| n == "otlp-receiver");
+    match found {
+        Some((_, path)) if out.status.success() => Ok(path),
+        _ => Err(Error::Command {
+            command: "cargo build -p market-telemetry --bin otlp-receiver --features receiver".into(),
+            detail: tail(&String::from_utf8_lossy(&out.stderr), 20),
+            help: "the otel variant needs the OTLP receiver binary of market-telemetry; fix its build, or measure with --filter on plain-only benches".into(),
+        }),
+    }
+}
+
+/// This machine's fingerprint.
+pub fn environment(layout: &Layout) -> Environment {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_owned())
+            })
+        })
+        .unwrap_or_else(|| std::env::consts::OS.to_owned());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let rustc = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("-V")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    Environment {
+        cpu_model,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        os,
+        kernel,
+        rustc,
+        criterion: criterion_version(&layout.root.join("Cargo.lock"))
+            .unwrap_or_else(|| "unknown".to_owned()),
+    }
+}
+
+/// Criterion's version from the workspace lock file.
+pub fn criterion_version(lock: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(lock).ok()?;
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        if l.trim() == "name = \"criterion\"" {
+            return lines
+                .next()?
+                .trim()
+                .strip_prefix("version = ")?
+                .trim_matches('"')
+                .to_owned()
+                .into();
+        }
+    }
+    None
+}
+
+pub fn git(layout: &Layout) -> Git {
+    let Ok(sh) = shell(layout) else {
+        return Git {
+            commit: None,
+            dirty: false,
+        };
+    };
+    let commit = cmd!(sh, "git rev-parse HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()
+        .filter(|c| !c.is_empty());
+    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .is_ok_and(|s| !s.trim().is_empty());
+    Git { commit, dirty }
+}
+
+/// The sampler ratio: flag, then MARKET_OTEL_SAMPLE_RATIO, then OTEL_TRACES_SAMPLER_ARG, then the
+/// policy's production ratio.
+pub fn sample_ratio(flag: Option<f64>, policy: &Policy) -> Result<f64> {
+    let from_env = |name: &str| -> Result<Option<f64>> {
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => v
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::input(
+                        format!("environment variable {name}"),
+                        format!("`{v}` is not a ratio in [0, 1]"),
+                        "set it to a number like 0.1, or unset it",
+                    )
+                }),
+            _ => Ok(None),
+        }
+    };
+    Ok(match flag {
+        Some(r) => r,
+        None => match from_env("MARKET_OTEL_SAMPLE_RATIO")? {
+            Some(r) => r,
+            None => from_env("OTEL_TRACES_SAMPLER_ARG")?
+                .unwrap_or(policy.overhead.production_sample_ratio),
+        },
+    })
+}
+
+/// Per executable name, per variant: the executable and the ids it will measure.
+struct Plan {
+    /// exe name → variant → (executable, selected ids)
+    by_name: BTreeMap<String, BTreeMap<&'static str, (Executable, BTreeSet<String>)>>,
+}
+
+impl Plan {
+    fn processes(&self, only: Option<&BTreeSet<String>>) -> usize {
+        self.by_name
+            .values()
+            .flat_map(|m| m.values())
+            .filter(|(_, ids)| only.is_none_or(|o| ids.iter().any(|i| o.contains(i))))
+            .count()
+    }
+}
+
+struct Runner<'a> {
+    layout: &'a Layout,
+    profile: &'a Profile,
+    sample_ratio: f64,
+    endpoint: Option<String>,
+    started: Instant,
+    done: usize,
+    total: usize,
+}
+
+impl Runner<'_> {
+    fn measure(
+        &mut self,
+        run: &mut RunFile,
+        exe: &Executable,
+        replicate: u32,
+        ids: &BTreeSet<String>,
+    ) -> Result<()> {
+        let dir = self
+            .layout
+            .process_dir(HEAD_REF, exe.variant, replicate, &exe.name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        let elapsed = self.started.elapsed().as_secs();
+        let eta = if self.done == 0 {
+            "?".to_owned()
+        } else {
+            format!(
+                "{}s",
+                elapsed * (self.total - self.done) as u64 / self.done as u64
+            )
+        };
+        eprintln!(
+            "[{}/{}] {} ({}) replicate {}: {} benches; elapsed {elapsed}s, about {eta} left",
+            self.done + 1,
+            self.total.max(self.done + 1),
+            exe.name,
+            exe.variant,
+            replicate + 1,
+            ids.len()
+        );
+        let mut c = Command::new(&exe.path);
+        c.arg("--bench")
+            .args(&self.profile.criterion_args)
+            .arg(exact_regex(ids));
+        c.env("CRITERION_HOME", &dir)
+            .env("MARKET_PERF_OUT", &dir)
+            .stdin(Stdio::null());
+        if exe.variant == OTEL {
+            if let Some(ep) = &self.endpoint {
+                c.env("OTEL_EXPORTER_OTLP_ENDPOINT", ep);
+            }
+            c.env("OTEL_BSP_SCHEDULE_DELAY", "200")
+                .env("MARKET_OTEL_SAMPLE_RATIO", self.sample_ratio.to_string());
+        }
+        let out = c.output().map_err(|e| {
+            Error::input(
+                format!("bench executable {}", exe.path.display()),
+                format!("cannot run: {e}"),
+                "rebuild the benches",
+            )
+        })?;
+        let log = dir.join("process.log");
+        let mut text = out.stdout.clone();
+        text.extend_from_slice(&out.stderr);
+        crate::error::write_atomic(&log, &text)?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                command: format!(
+                    "{} --bench … (replicate {}, {})",
+                    exe.path.display(),
+                    replicate + 1,
+                    exe.variant
+                ),
+                detail: format!(
+                    "{}\n{}",
+                    out.status,
+                    tail(&String::from_utf8_lossy(&out.stderr), 20)
+                ),
+                help: format!("the full output is in {}", log.display()),
+            });
+        }
+        run.fold_process(exe.variant, replicate, &dir, &self.layout.root)?;
+        self.done += 1;
+        Ok(())
+    }
+
+    /// One interleaved replicate of every executable: P O for even replicates, O P for odd ones,
+    /// so the sequence runs P O O P P O … and replicate i of each variant forms a block.
+    fn replicate(
+        &mut self,
+        run: &mut RunFile,
+        plan: &Plan,
+        replicate: u32,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<()> {
+        let order: [&str; 2] = if replicate.is_multiple_of(2) {
+            [PLAIN, OTEL]
+        } else {
+            [OTEL, PLAIN]
+        };
+        for variants in plan.by_name.values() {
+            for v in order {
+                let Some((exe, ids)) = variants.get(v) else {
+                    continue;
+                };
+                let ids: BTreeSet<String> = match only {
+                    Some(o) => ids.intersection(o).cloned().collect(),
+                    None => ids.clone(),
+                };
+                if !ids.is_empty() {
+                    self.measure(run, exe, replicate, &ids)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
+    let policy = Policy::load(&layout.policy())?;
+    let profile_name = opts
+        .profile
+        .clone()
+        .or_else(|| {
+            std::env::var("MARKET_PERF_PROFILE")
+                .ok()
+                .filter(|p| !p.is_empty())
+        })
+        .unwrap_or_else(|| "standard".to_owned());
+    let profile = policy.profile(&profile_name)?.clone();
+    let sample_ratio = sample_ratio(opts.sample_ratio, &policy)?;
+    let replicates = opts.replicates.unwrap_or(profile.replicates).max(1);
+    let max_replicates = profile.max_replicates.max(replicates);
+    // Fail on a missing or foreign baseline before spending minutes building.
+    let base = match &opts.against {
+        Some(name) => {
+            let path = layout.resolve_run(name)?;
+            Some((RunFile::load(&path)?, path))
+        }
+        None => None,
+    };
+    let environment = environment(layout);
+    if let Some((b, path)) = &base
+        && opts.strict_env
+        && !b.environment.same_machine(&environment)
+    {
+        let mut probe = b.clone();
+        probe.environment = environment.clone();
+        super::compare::check_env(b, &probe, path, true)?;
+    }
+
+    // Build (or take) both variants, then check each executable is what it claims.
+    let mut exes = Vec::new();
+    for (variant, features) in VARIANTS {
+        exes.extend(match &opts.prebuilt {
+            Some(dir) => prebuilt(dir, variant)?,
+            None => build(layout, variant, features)?,
+        });
+    }
+    let mut listed_all = BTreeSet::new();
+    let mut plan = Plan {
+        by_name: BTreeMap::new(),
+    };
+    for exe in exes {
+        check_variant(&exe.path, exe.variant)?;
+        let all = list(&exe.path, None)?;
+        let filtered: BTreeSet<String> = match &opts.filter {
+            Some(f) => list(&exe.path, Some(f))?.into_iter().collect(),
+            None => all.iter().cloned().collect(),
+        };
+        let selected: BTreeSet<String> = filtered
+            .into_iter()
+            .filter(|id| policy.selects(&profile, id))
+            .collect();
+        listed_all.extend(all);
+        plan.by_name
+            .entry(exe.name.clone())
+            .or_default()
+            .insert(exe.variant, (exe, selected));
+    }
+    policy.validate_ids(&listed_all)?;
+    let selected_any: BTreeSet<String> = plan
+        .by_name
+        .values()
+        .flat_map(|m| m.values())
+        .flat_map(|(_, ids)| ids.iter().cloned())
+        .collect();
+    if selected_any.is_empty() {
+        return Err(Error::input(
+            "bench selection",
+            format!(
+                "profile `{profile_name}` with filter {:?} selects no bench",
+                opts.filter
+            ),
+            "loosen --filter (a regex on full ids, e.g. `search_`) or pick another profile",
+        ));
+    }
+
+    let needs_otel = plan
+        .by_name
+        .values()
+        .any(|m| m.get(OTEL).is_some_and(|(_, ids)| !ids.is_empty()));
+    let receiver = if needs_otel {
+        let exe = match &opts.prebuilt {
+            Some(dir) => dir.join("otlp-receiver"),
+            None => build_receiver(layout)?,
+        };
+        Some(Receiver::start(&exe)?)
+    } else {
+        None
+    };
+
+    let (today, stamp) = super::now_utc();
+    let git = git(layout);
+    let name = format!(
+        "{}-{}",
+        stamp.replace([':', '-'], ""),
+        git.commit
+            .as_deref()
+            .map_or("nogit", |c| &c[..c.len().min(10)])
+    );
+    let mut commands = vec![format!(
+        "cargo xtask {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    )];
+    for (variant, features) in VARIANTS {
+        commands.push(format!(
+            "CARGO_TARGET_DIR=target/perf/build/{variant} cargo bench -p market-benches --no-run{}",
+            if features.is_empty() {
+                String::new()
+            } else {
+                format!(" --features {}", features.join(","))
+            }
+        ));
+    }
+    commands.push(format!("EXE --bench {} '<selected ids>' with CRITERION_HOME=MARKET_PERF_OUT=target/perf/criterion/{HEAD_REF}/<variant>/<replicate>/<exe>", profile.criterion_args.join(" ")));
+    let mut run = RunFile {
+        schema_version: SCHEMA_VERSION,
+        name: name.clone(),
+        created: stamp,
+        git,
+        environment,
+        profile: profile_name.clone(),
+        variants: VARIANTS
+            .iter()
+            .map(|(v, f)| (v.to_string(), f.iter().map(|s| s.to_string()).collect()))
+            .collect(),
+        sample_ratio,
+        commands,
+        benches: BTreeMap::new(),
+        against: opts.against.clone(),
+    };
+
+    let _ = std::fs::remove_dir_all(layout.criterion_root(HEAD_REF));
+    let mut runner = Runner {
+        layout,
+        profile: &profile,
+        sample_ratio,
+        endpoint: receiver.as_ref().map(|r| r.endpoint.clone()),
+        started: Instant::now(),
+        done: 0,
+        total: plan.processes(None) * replicates as usize,
+    };
+    for rep in 0..replicates {
+        runner.replicate(&mut run, &plan, rep, None)?;
+    }
+    let base_run = base.as_ref().map(|b| &b.0);
+    let mut reps = replicates;
+    let mut j = verdict::judge(&policy, &run, base_run, &today);
+    while reps < max_replicates {
+        let noisy = j.noisy_ids();
+        if noisy.is_empty() {
+            break;
+        }
+        eprintln!(
+            "re-measuring {} noisy benches: replicate {} of at most {max_replicates}",
+            noisy.len(),
+            reps + 1
+        );
+        runner.total = runner.done + plan.processes(Some(&noisy));
+        runner.replicate(&mut run, &plan, reps, Some(&noisy))?;
+        reps += 1;
+        j = verdict::judge(&policy, &run, base_run, &today);
+    }
+    drop(receiver);
+
+    // Listed ids this run did not measure.
+    let named = policy.named_ids();
+    for id in &listed_all {
+        if !run.benches.contains_key(id) && !named.contains(id) {
+            let reason = if selected_any.contains(id) {
+                "selected, but its process wrote no results".to_owned()
+            } else if opts.filter.is_some() && policy.selects(&profile, id) {
+                "filtered out by --filter".to_owned()
+            } else {
+                format!("not in profile `{profile_name}`")
+            };
+            j.not_measured.push(NotMeasured {
+                id: id.clone(),
+                reason,
+            });
+        }
+    }
+
+    let run_path = layout.runs().join(format!("{name}.json"));
+    run.save(&run_path)?;
+    run.save(&layout.latest_run())?;
+    let p = Provenance::new(
+        &run,
+        run_path.display().to_string(),
+        base.as_ref().map(|(r, p)| (r, p.display().to_string())),
+    );
+    super::finish(layout, &j, &p)
+}
