@@ -24,7 +24,11 @@ pub mod receiver;
 #[cfg(feature = "subscriber")]
 mod setup;
 #[cfg(feature = "subscriber")]
-pub use setup::{BoxedLayer, TelemetryGuard, init, layer};
+pub use setup::{BoxedLayer, TelemetryGuard, dispatch, init, layer};
+
+/// The `tracing` this crate is built on, so that benches and binaries can create spans through this
+/// crate alone (`market_telemetry::tracing::info_span!`).
+pub use tracing;
 
 /// The variable that sets the sampler ratio for this project; it beats `OTEL_TRACES_SAMPLER_ARG`.
 pub const SAMPLE_RATIO_VAR: &str = "MARKET_OTEL_SAMPLE_RATIO";

@@ -22,6 +22,17 @@ pub fn init(config: &Config) -> Result<TelemetryGuard, TelemetryError> {
     Ok(guard)
 }
 
+/// The subscriber [`init`] would install, as a [`tracing::Dispatch`] that is not installed: for
+/// `tracing::dispatcher::with_default` in benches and tests, or to run several configurations in one
+/// process.
+pub fn dispatch(config: &Config) -> Result<(tracing::Dispatch, TelemetryGuard), TelemetryError> {
+    let (layer, guard) = layer(config)?;
+    Ok((
+        tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
+        guard,
+    ))
+}
+
 /// The layers [`init`] would install, for a subscriber the caller assembles (tests add a capturing
 /// layer; benches install it with `tracing::dispatcher::with_default`).
 pub fn layer<S>(config: &Config) -> Result<(BoxedLayer<S>, TelemetryGuard), TelemetryError>

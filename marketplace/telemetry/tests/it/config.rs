@@ -68,6 +68,7 @@ fn bad_ratios_are_errors_naming_their_source() {
     assert!(err.to_string().contains("configuration"), "{err}");
 }
 
+#[cfg(feature = "subscriber")]
 #[test]
 fn a_bad_log_filter_is_an_error() {
     let config = Config::new("t").with_log_filter("market=notalevel");

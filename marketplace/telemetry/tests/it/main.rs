@@ -1,5 +1,6 @@
 //! Integration tests of market-telemetry: one binary, one module per area.
 
+#[cfg(feature = "subscriber")]
 mod capture;
 mod config;
 mod default_build;
