@@ -191,6 +191,16 @@ fn malformed_files_are_errors_that_name_the_file() {
             .contains("package real lists version 1.0.0 twice"),
         "{err}"
     );
+
+    // A publisher key that is not hex.
+    let key_hex = k.public().to_string();
+    let bad = text.replace(&key_hex, &format!("zz{}", &key_hex[2..]));
+    std::fs::write(&path, bad).unwrap();
+    let err = Registry::load(&path).unwrap_err();
+    assert!(
+        matches!(err, IndexError::Malformed { .. }) && err.to_string().contains("is not hex"),
+        "{err}"
+    );
 }
 
 #[test]
