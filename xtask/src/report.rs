@@ -34,7 +34,14 @@ impl Provenance {
             .benches
             .values()
             .flat_map(|b| b.variants.values().flatten())
-            .map(|r| format!("{}/report/index.html", r.criterion_home))
+            // Relative to report.md, which lives in target/perf/.
+            .map(|r| {
+                let home = r
+                    .criterion_home
+                    .strip_prefix("target/perf/")
+                    .unwrap_or(&r.criterion_home);
+                format!("{home}/report/index.html")
+            })
             .collect();
         html.sort();
         html.dedup();

@@ -361,12 +361,18 @@ pub fn regression(
         row.verdict = classify(t, row);
     }
     let gating = gated && same_machine;
-    let status = roll_up(
-        rows.iter()
-            .filter(|r| r.waived.is_none())
-            .map(|r| &r.verdict),
-        gating,
-    );
+    // A waived row counts as passing; it is still shown with its own verdict.
+    let counted: Vec<Verdict> = rows
+        .iter()
+        .map(|r| {
+            if r.waived.is_some() {
+                Verdict::Pass
+            } else {
+                r.verdict
+            }
+        })
+        .collect();
+    let status = roll_up(counted.iter(), gating);
     rows.sort_by(|a, b| (a.verdict, &a.id, &a.variant).cmp(&(b.verdict, &b.id, &b.variant)));
     RegressionCheck {
         base: base.name.clone(),
@@ -442,7 +448,7 @@ fn sla(policy: &Policy, head: &RunFile) -> Vec<SlaRow> {
             };
             let Some(variant) = sla_variant(head, &s.bench) else {
                 row.note = if s.profiles.contains(&head.profile) {
-                    "not measured (filtered out?)".to_owned()
+                    "filtered out, or its process wrote nothing".to_owned()
                 } else {
                     format!("checked in profile {}", s.profiles.join(", "))
                 };

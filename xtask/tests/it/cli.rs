@@ -1,0 +1,352 @@
+//! The built binary on fixture workspaces: exit codes 0/1/2 and messages naming the input. Bench
+//! executables are fakes (shell scripts) that speak the bench protocol and write Criterion trees.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::fixtures::{self, add, empty_run};
+
+fn xtask(ws: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .arg("--workspace")
+        .arg(ws)
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("MARKET_PERF_PROFILE")
+        .env_remove("MARKET_OTEL_SAMPLE_RATIO")
+        .env_remove("OTEL_TRACES_SAMPLER_ARG")
+        .output()
+        .unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const SMALL_POLICY: &str = r#"
+[thresholds]
+regression_warn = 0.10
+regression_fail = 0.15
+throughput_fail = 0.10
+alpha = 0.05
+
+[overhead]
+critical_fail = 0.10
+critical_warn = 0.08
+any_bench_fail = 0.15
+average_fail = 0.08
+average_target = 0.05
+production_sample_ratio = 0.1
+ci_half_width = 0.02
+time_cap_minutes = 1
+critical_paths = ["fake/op"]
+
+[[sla]]
+name = "fake op"
+bench = "fake/op"
+statistic = "mean"
+target = "1 ms"
+critical = true
+profiles = ["standard"]
+
+[profiles.standard]
+description = "test"
+replicates = 2
+max_replicates = 2
+criterion_args = ["--sample-size", "20"]
+include = ["*"]
+gated = true
+
+[profiles.quick]
+description = "smoke"
+replicates = 1
+max_replicates = 1
+criterion_args = []
+include = ["*"]
+gated = false
+"#;
+
+/// A fake bench executable: answers the variant check with `reported`, lists `ids`, and on
+/// `--bench` writes a Criterion 0.8 tree for the ids matching its filter (ns per iteration `ns`).
+fn fake_bench(path: &Path, reported: &str, ids: &[&str], ns: f64, write: bool) {
+    let ids = ids.join(" ");
+    let body = if write {
+        format!(
+            r#"for id in {ids}; do
+  echo "$id" | grep -Eq "$(echo "$filter" | sed 's/(?:/(/')" || continue
+  d="$CRITERION_HOME/$id/new"; mkdir -p "$d"
+  printf '{{"group_id":"%s","function_id":"%s","value_str":null,"throughput":null,"full_id":"%s"}}' "${{id%%/*}}" "${{id#*/}}" "$id" > "$d/benchmark.json"
+  e='{{"confidence_interval":{{"confidence_level":0.95,"lower_bound":{ns},"upper_bound":{ns}}},"point_estimate":{ns},"standard_error":1.0}}'
+  printf '{{"mean":%s,"median":%s,"median_abs_dev":%s,"slope":null,"std_dev":%s}}' "$e" "$e" "$e" "$e" > "$d/estimates.json"
+  iters=""; times=""
+  for i in 1 2 3 4 5 6 7 8 9 10 11 12; do iters="$iters${{iters:+,}}$i"; times="$times${{times:+,}}$(($i * {ns_int}))"; done
+  printf '{{"sampling_mode":"Flat","iters":[%s],"times":[%s]}}' "$iters" "$times" > "$d/sample.json"
+done"#,
+            ns_int = ns as u64
+        )
+    } else {
+        String::new()
+    };
+    let script = format!(
+        r#"#!/bin/sh
+if [ -n "$MARKET_BENCH_VARIANT_CHECK" ]; then echo "market-bench-variant: {reported}"; exit 0; fi
+if [ "$1" = "--list" ]; then for id in {ids}; do echo "$id" | grep -Eq "${{2:-.}}" && echo "$id: benchmark"; done; exit 0; fi
+for a in "$@"; do filter="$a"; done
+{body}
+exit 0
+"#
+    );
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A workspace with the small policy and prebuilt fakes for both variants and the receiver.
+fn fake_workspace(otel_reports: &str, write: bool) -> tempfile::TempDir {
+    let ws = fixtures::workspace();
+    std::fs::write(ws.path().join("baselines/policy.toml"), SMALL_POLICY).unwrap();
+    let pre = ws.path().join("prebuilt");
+    for v in ["plain", "otel"] {
+        std::fs::create_dir_all(pre.join(v)).unwrap();
+    }
+    let ids = ["fake/op", "fake/other"];
+    fake_bench(&pre.join("plain/fake_bench"), "plain", &ids, 1000.0, write);
+    fake_bench(
+        &pre.join("otel/fake_bench"),
+        otel_reports,
+        &ids,
+        1030.0,
+        write,
+    );
+    let recv = pre.join("otlp-receiver");
+    std::fs::write(
+        &recv,
+        "#!/bin/sh\necho 'listening on http://127.0.0.1:4318'\nexec sleep 120\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&recv, std::fs::Permissions::from_mode(0o755)).unwrap();
+    ws
+}
+
+fn bench_all(ws: &Path, extra: &[&str]) -> Output {
+    let pre = ws.join("prebuilt");
+    let mut args = vec!["bench-all", "--prebuilt", pre.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    xtask(ws, &args)
+}
+
+#[test]
+fn bench_all_measures_both_variants_interleaved_and_reports() {
+    let ws = fake_workspace("otel", true);
+    let out = bench_all(ws.path(), &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let run = xtask::run::RunFile::load(&ws.path().join("target/perf/runs/latest.json")).unwrap();
+    assert_eq!(run.profile, "standard");
+    for v in ["plain", "otel"] {
+        assert_eq!(run.estimates("fake/op", v).len(), 2, "{v}");
+    }
+    let md = std::fs::read_to_string(ws.path().join("target/perf/report.md")).unwrap();
+    assert!(
+        md.contains("## OTEL overhead") && md.contains("+3.0 %"),
+        "{md}"
+    );
+    assert!(ws.path().join("target/perf/report.json").is_file());
+    assert!(
+        ws.path()
+            .join("target/perf/criterion/head/otel/1/fake_bench/fake/op/new/sample.json")
+            .is_file()
+    );
+    assert!(
+        stderr(&out).contains("[4/4] fake_bench"),
+        "progress on stderr: {}",
+        stderr(&out)
+    );
+
+    // The run becomes a baseline once, and only with --force again.
+    assert_eq!(code(&xtask(ws.path(), &["baseline", "save", "main"])), 0);
+    let again = xtask(ws.path(), &["baseline", "save", "main"]);
+    assert_eq!(code(&again), 2);
+    assert!(
+        stderr(&again).contains("baselines/main.json") && stderr(&again).contains("--force"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        code(&xtask(ws.path(), &["baseline", "save", "main", "--force"])),
+        0
+    );
+
+    // A commit compared with itself does not fail.
+    let same = xtask(ws.path(), &["compare", "main", "latest"]);
+    assert_eq!(code(&same), 0, "{}", String::from_utf8_lossy(&same.stdout));
+    assert_eq!(code(&xtask(ws.path(), &["report"])), 0);
+}
+
+#[test]
+fn a_bench_built_as_the_wrong_variant_is_refused() {
+    let ws = fake_workspace("plain", true);
+    let out = bench_all(ws.path(), &[]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("otel/fake_bench") && err.contains("`plain` variant"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_policy_id_no_bench_lists_is_refused() {
+    let ws = fake_workspace("otel", true);
+    let policy = SMALL_POLICY.replace(
+        "critical_paths = [\"fake/op\"]",
+        "critical_paths = [\"fake/op\", \"fake/typo\"]",
+    );
+    std::fs::write(ws.path().join("baselines/policy.toml"), policy).unwrap();
+    let out = bench_all(ws.path(), &[]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("policy.toml")
+            && err.contains("fake/typo")
+            && err.contains("critical_paths[1]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_criterion_output_is_an_error_naming_the_directory() {
+    let ws = fake_workspace("otel", false);
+    let out = bench_all(ws.path(), &[]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("target/perf/criterion/head/plain/0/fake_bench")
+            && err.contains("no benchmark.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_filtered_out_policy_id_is_a_not_measured_row() {
+    let ws = fake_workspace("otel", true);
+    let out = bench_all(ws.path(), &["--filter", "other"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let md = std::fs::read_to_string(ws.path().join("target/perf/report.md")).unwrap();
+    assert!(
+        md.contains("## Not measured") && md.contains("| `fake/op` |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_missing_baseline_is_named() {
+    let ws = fixtures::workspace();
+    let out = xtask(ws.path(), &["compare", "nope", "latest"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("run `nope`") && stderr(&out).contains("baseline list"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_quick_run_cannot_become_a_baseline() {
+    let ws = fixtures::workspace();
+    let mut run = empty_run("q", "quick");
+    add(&mut run, "g/x", "plain", &[1.0], None);
+    run.save(&ws.path().join("target/perf/runs/q.json"))
+        .unwrap();
+    let out = xtask(ws.path(), &["baseline", "save", "b", "--from", "q"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("q.json") && stderr(&out).contains("quick"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ws.path().join("baselines/b.json").exists());
+}
+
+#[test]
+fn compare_exits_one_on_a_regression() {
+    let ws = fixtures::workspace();
+    let (mut b, mut h) = (empty_run("old", "standard"), empty_run("new", "standard"));
+    add(&mut b, "search_basic", "plain", &[100.0, 101.0, 99.0], None);
+    add(
+        &mut h,
+        "search_basic",
+        "plain",
+        &[130.0, 131.0, 129.5],
+        None,
+    );
+    b.save(&ws.path().join("target/perf/runs/old.json"))
+        .unwrap();
+    h.save(&ws.path().join("target/perf/runs/new.json"))
+        .unwrap();
+    let out = xtask(ws.path(), &["compare", "old", "new"]);
+    assert_eq!(code(&out), 1, "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("search_basic"));
+    // Another machine: information only.
+    h.environment = fixtures::environment("Elsewhere");
+    h.save(&ws.path().join("target/perf/runs/new.json"))
+        .unwrap();
+    assert_eq!(code(&xtask(ws.path(), &["compare", "old", "new"])), 0);
+    assert_eq!(
+        code(&xtask(
+            ws.path(),
+            &["compare", "old", "new", "--strict-env"]
+        )),
+        2
+    );
+}
+
+#[test]
+fn a_malformed_policy_is_named() {
+    let ws = fixtures::workspace();
+    std::fs::write(
+        ws.path().join("baselines/policy.toml"),
+        "[thresholds]\nregression_warn = oops\n",
+    )
+    .unwrap();
+    let run = empty_run("r", "standard");
+    run.save(&ws.path().join("target/perf/runs/r.json"))
+        .unwrap();
+    let out = xtask(ws.path(), &["compare", "r", "r"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("baselines/policy.toml: key `line 2"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_corrupt_run_file_is_named() {
+    let ws = fixtures::workspace();
+    std::fs::create_dir_all(ws.path().join("target/perf/runs")).unwrap();
+    std::fs::write(
+        ws.path().join("target/perf/runs/bad.json"),
+        "{\"schema_version\": 1",
+    )
+    .unwrap();
+    let out = xtask(ws.path(), &["compare", "bad", "bad"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("bad.json"), "{}", stderr(&out));
+}
+
+#[test]
+fn unknown_flags_and_verbs_exit_two() {
+    let ws = fixtures::workspace();
+    assert_eq!(
+        code(&xtask(
+            ws.path(),
+            &["compare", "a", "b", "--frobnicate", "x"]
+        )),
+        2
+    );
+    assert_eq!(code(&xtask(ws.path(), &["bench-everything"])), 2);
+}

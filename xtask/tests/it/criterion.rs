@@ -1,0 +1,143 @@
+//! The reader against generated trees and the committed tree recorded by real Criterion 0.8.2.
+
+use std::path::Path;
+
+use xtask::criterion::{self, SamplingMode, Throughput};
+
+use crate::fixtures;
+
+#[test]
+fn reads_ids_from_benchmark_json_and_ignores_base_change_and_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixtures::write_bench(tmp.path(), "g/f/10", 50.0, 20);
+    fixtures::write_bench(tmp.path(), "g/f/100", 500.0, 20);
+    fixtures::write_bench(tmp.path(), "alone", 7.0, 12);
+    let ms = criterion::read_home(tmp.path()).unwrap();
+    let ids: Vec<&str> = ms.iter().map(|m| m.id.full_id.as_str()).collect();
+    assert_eq!(ids, ["alone", "g/f/10", "g/f/100"]);
+    let m = &ms[1];
+    assert_eq!(m.id.group_id, "g");
+    assert_eq!(m.id.function_id.as_deref(), Some("f"));
+    assert_eq!(m.id.value_str.as_deref(), Some("10"));
+    assert!((m.sample.per_iteration() - 50.0).abs() < 1e-9);
+    assert!(m.comparable());
+    assert_eq!(ms[0].samples(), 12);
+}
+
+#[test]
+fn ids_come_from_the_file_not_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixtures::write_bench(tmp.path(), "a/b", 1.0, 10);
+    // Criterion truncates and sanitises directory names; move the directory to prove it.
+    std::fs::rename(tmp.path().join("a/b"), tmp.path().join("a/sanitised_name")).unwrap();
+    let ms = criterion::read_home(tmp.path()).unwrap();
+    assert_eq!(ms[0].id.full_id, "a/b");
+}
+
+#[test]
+fn a_process_with_few_samples_is_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixtures::write_bench(tmp.path(), "quick/one", 1.0, 2);
+    let ms = criterion::read_home(tmp.path()).unwrap();
+    assert!(!ms[0].comparable());
+}
+
+#[test]
+fn an_empty_tree_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("report")).unwrap();
+    let err = criterion::read_home(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains(&tmp.path().display().to_string()), "{err}");
+    assert!(err.contains("no benchmark.json"), "{err}");
+}
+
+#[test]
+fn a_corrupt_estimates_json_names_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixtures::write_bench(tmp.path(), "g/f", 1.0, 10);
+    let path = tmp.path().join("g/f/new/estimates.json");
+    std::fs::write(&path, "{\"mean\": {\"point_estimate\": ").unwrap();
+    let err = criterion::read_home(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn mismatched_sample_lengths_are_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixtures::write_bench(tmp.path(), "g/f", 1.0, 10);
+    let path = tmp.path().join("g/f/new/sample.json");
+    std::fs::write(
+        &path,
+        r#"{"sampling_mode":"Flat","iters":[1.0,2.0],"times":[1.0]}"#,
+    )
+    .unwrap();
+    let err = criterion::read_home(tmp.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("sample.json") && err.contains("2 iteration counts but 1 times"),
+        "{err}"
+    );
+}
+
+/// `tests/fixtures/criterion-0.8.2` was written by Criterion 0.8.2 itself (a throwaway crate:
+/// group `fixture_group` with `sum/{10,100}` and `Throughput::Elements`, and `fixture_plain`,
+/// run twice so that `base/` and `change/` exist), then trimmed of its HTML.
+#[test]
+fn reads_the_tree_real_criterion_wrote() {
+    let home = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/criterion-0.8.2");
+    let ms = criterion::read_home(&home).unwrap();
+    let ids: Vec<&str> = ms.iter().map(|m| m.id.full_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "fixture_group/sum/10",
+            "fixture_group/sum/100",
+            "fixture_plain"
+        ]
+    );
+    assert_eq!(ms[0].id.throughput, Some(Throughput::Elements(10)));
+    assert_eq!(
+        ms[2].id.function_id, None,
+        "a bench_function id has only a group"
+    );
+    for m in &ms {
+        assert_eq!(m.sample.sampling_mode, SamplingMode::Linear);
+        assert!(m.comparable(), "{}: {} samples", m.id.full_id, m.samples());
+        let per_iter = m.sample.per_iteration();
+        // Σtimes/Σiters agrees with Criterion's own mean within its spread.
+        let mean = m.estimates.mean.point_estimate;
+        assert!((per_iter / mean - 1.0).abs() < 0.5, "{per_iter} vs {mean}");
+    }
+}
+
+#[test]
+fn folding_a_process_reads_side_data_and_refuses_the_wrong_variant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("otel/0/exe");
+    fixtures::write_bench(&home, "g/f", 100.0, 20);
+    fixtures::write_side(
+        &home,
+        "g/f",
+        &serde_json::json!({"p50": 90.0, "p95": 120.0, "p99": 150.0, "max": 400.0, "count": 1000, "variant": "otel"}),
+    );
+    let mut run = fixtures::empty_run("r", "standard");
+    let ids = run.fold_process("otel", 0, &home, tmp.path()).unwrap();
+    assert_eq!(ids, ["g/f"]);
+    let rep = run.replicates("g/f", "otel").next().unwrap();
+    assert_eq!(rep.side.as_ref().unwrap().p95, Some(120.0));
+    assert_eq!(rep.criterion_home, "otel/0/exe");
+    assert!((rep.estimate - 100.0).abs() < 1e-9);
+
+    fixtures::write_side(
+        &home,
+        "g/f",
+        &serde_json::json!({"p50": 90.0, "p95": null, "p99": null, "max": 400.0, "count": 100, "variant": "plain"}),
+    );
+    let err = run
+        .fold_process("otel", 1, &home, tmp.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("g__f.json") && err.contains("`plain` variant"),
+        "{err}"
+    );
+}

@@ -1,0 +1,10 @@
+//! The xtask's integration tests: one binary, one module per area.
+
+mod cli;
+mod criterion;
+mod fixtures;
+mod policy;
+mod report;
+mod simulation;
+mod stats;
+mod verdict;

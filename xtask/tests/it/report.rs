@@ -1,0 +1,175 @@
+//! The report's markdown pinned by a golden file (`UPDATE_GOLDEN=1` rewrites it), and the other
+//! renderings.
+
+use std::path::Path;
+
+use xtask::policy::Policy;
+use xtask::report::{self, Provenance};
+use xtask::verdict::{self, Judgement};
+
+use crate::fixtures::{self, add, empty_run, side};
+
+fn fixture() -> (Judgement, Provenance) {
+    let policy = Policy::load(&fixtures::committed_policy()).unwrap();
+    let (mut base, mut head) = (empty_run("main", "standard"), empty_run("head", "standard"));
+    add(
+        &mut base,
+        "search_basic",
+        "plain",
+        &[100.0, 101.0, 99.0],
+        None,
+    );
+    add(
+        &mut head,
+        "search_basic",
+        "plain",
+        &[130.0, 131.0, 129.5],
+        None,
+    );
+    add(
+        &mut base,
+        "search_sorting/stars",
+        "plain",
+        &[500.0, 505.0, 498.0],
+        None,
+    );
+    add(
+        &mut head,
+        "search_sorting/stars",
+        "plain",
+        &[501.0, 499.0, 503.0],
+        None,
+    );
+    add(
+        &mut base,
+        "search_fuzzy",
+        "plain",
+        &[800.0, 802.0, 799.0],
+        None,
+    );
+    add(
+        &mut head,
+        "search_fuzzy",
+        "plain",
+        &[640.0, 641.0, 639.0],
+        None,
+    );
+    add(
+        &mut head,
+        "p2p_cli_commands/search",
+        "plain",
+        &[2.0e6, 2.02e6, 1.98e6],
+        Some(side(96e6, 120e6)),
+    );
+    add(
+        &mut head,
+        "p2p_cli_commands/search",
+        "otel",
+        &[2.05e6, 2.06e6, 2.04e6],
+        Some(side(97e6, 121e6)),
+    );
+    for n in [100.0f64, 1000.0, 10000.0] {
+        let t = 50.0 * n.powf(0.35);
+        add(
+            &mut head,
+            &format!("search_scaling/{n}"),
+            "plain",
+            &[t, t * 1.01, t * 0.99],
+            None,
+        );
+    }
+    add(
+        &mut head,
+        "otel_components/span_create",
+        "otel",
+        &[900.0, 910.0, 905.0],
+        None,
+    );
+    let j = verdict::judge(&policy, &head, Some(&base), "2026-11-20");
+    let p = Provenance::new(
+        &head,
+        "target/perf/runs/head.json".to_owned(),
+        Some((&base, "baselines/main.json".to_owned())),
+    );
+    (j, p)
+}
+
+#[test]
+fn markdown_report_matches_the_golden_file() {
+    let (j, p) = fixture();
+    let md = report::markdown(&j, &p);
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/report.md");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(&golden, &md).unwrap();
+    }
+    let want =
+        std::fs::read_to_string(&golden).expect("golden file missing: run with UPDATE_GOLDEN=1");
+    assert_eq!(
+        md, want,
+        "the report changed; if intended, re-run with UPDATE_GOLDEN=1 and review the diff"
+    );
+}
+
+#[test]
+fn the_report_has_the_validation_structure() {
+    let (j, p) = fixture();
+    let md = report::markdown(&j, &p);
+    let sections = [
+        "## Summary",
+        "## SLA compliance",
+        "## Regression check",
+        "## OTEL overhead",
+        "## Scalability",
+        "## Not measured",
+        "## Recommendations",
+        "## Provenance",
+    ];
+    let mut at = 0;
+    for s in sections {
+        let i = md[at..]
+            .find(s)
+            .unwrap_or_else(|| panic!("{s} missing or out of order"));
+        at += i;
+    }
+    assert!(md.contains("xychart-beta"));
+    assert!(md.contains("<details>"));
+    assert!(md.contains("**Gate: FAIL**"), "search_basic regressed 30 %");
+    assert!(
+        report::recommendations(&j)
+            .iter()
+            .any(|r| r.contains("search_basic"))
+    );
+}
+
+#[test]
+fn pr_comment_stays_under_the_limit_and_json_parses() {
+    let (j, p) = fixture();
+    let c = report::pr_comment(&j, &p);
+    assert!(c.len() < report::PR_COMMENT_LIMIT);
+    assert!(c.contains("search_basic") && c.contains("artifact"));
+    let v: serde_json::Value = serde_json::from_str(&report::json(&j, &p)).unwrap();
+    assert_eq!(v["outcome"], "fail");
+    // A huge family still fits.
+    let policy = Policy::load(&fixtures::committed_policy()).unwrap();
+    let (mut b, mut h) = (empty_run("b", "standard"), empty_run("h", "standard"));
+    for i in 0..800 {
+        let id = format!("group_with_a_long_name/function_with_a_long_name/{i}");
+        add(&mut b, &id, "plain", &[100.0, 101.0], None);
+        add(&mut h, &id, "plain", &[150.0, 151.0], None);
+    }
+    let j = verdict::judge(&policy, &h, Some(&b), "2026-11-20");
+    let c = report::pr_comment(&j, &Provenance::new(&h, "h".into(), None));
+    assert!(c.len() < report::PR_COMMENT_LIMIT, "{}", c.len());
+    assert!(c.contains("truncated"));
+}
+
+#[test]
+fn terminal_summary_names_failures() {
+    let (j, _) = fixture();
+    let t = report::terminal(&j);
+    assert!(
+        t.contains("Regression check") && t.contains("search_basic") && t.contains("Gate: FAIL"),
+        "{t}"
+    );
+}

@@ -1,0 +1,190 @@
+//! Statistics against reference values computed with SciPy 1.17.1 (python3). The script:
+//!
+//! ```python
+//! import numpy as np
+//! from scipy import stats
+//! def welch(b, h):
+//!     lb, lh = np.log(b), np.log(h)
+//!     r = stats.ttest_ind(lh, lb, equal_var=False)
+//!     ci = r.confidence_interval(0.95)
+//!     d = lh.mean() - lb.mean()
+//!     se = np.sqrt(lb.var(ddof=1) / len(lb) + lh.var(ddof=1) / len(lh))
+//!     mde = np.expm1((stats.t.ppf(0.975, r.df) + stats.t.ppf(0.8, r.df)) * se)
+//!     print(np.expm1(d), np.expm1(ci.low), np.expm1(ci.high), r.pvalue, r.df, mde)
+//! welch([100, 102, 98, 101], [110, 112, 109, 115])
+//! welch([1.0, 1.1, 0.95], [1.0, 1.05, 0.98, 1.02, 1.01])
+//! welch([5.0, 5.2, 4.9], [5.1, 5.0, 5.05])
+//! print(stats.false_discovery_control([0.01, 0.04, 0.03, 0.2, 0.001]))
+//! r = np.array([0.02, 0.05, 0.03, 0.04]); m = r.mean(); se = r.std(ddof=1) / 2
+//! t = stats.t.ppf(0.975, 3); print(np.expm1(m), np.expm1(m - t * se), np.expm1(m + t * se))
+//! print(stats.t.ppf(0.975, 4), stats.t.ppf(0.975, 10.5), 2 * stats.t.sf(2.5, 7))
+//! x = np.log([10, 100, 1000, 10000]); y = np.log([3, 25, 260, 2400])
+//! print(stats.linregress(x, y).slope)
+//! ```
+
+use xtask::stats;
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * b.abs().max(1e-12)
+}
+
+#[test]
+fn welch_on_logs_matches_scipy() {
+    // (base, head, change, ci low, ci high, p, df, mde)
+    #[allow(clippy::type_complexity)]
+    let table: &[(&[f64], &[f64], [f64; 6])] = &[
+        (
+            &[100.0, 102.0, 98.0, 101.0],
+            &[110.0, 112.0, 109.0, 115.0],
+            [
+                0.11210772176111522,
+                0.07222044129848265,
+                0.15347883435511245,
+                0.0005160366094946756,
+                5.4666296890529935,
+                0.05108622479199429,
+            ],
+        ),
+        (
+            &[1.0, 1.1, 0.95],
+            &[1.0, 1.05, 0.98, 1.02, 1.01],
+            [
+                -0.002999704008974925,
+                -0.15887834881965376,
+                0.18176673827299258,
+                0.9515589713323686,
+                2.2860136531791473,
+                0.24076322474347317,
+            ],
+        ),
+        (
+            &[5.0, 5.2, 4.9],
+            &[5.1, 5.0, 5.05],
+            [
+                0.0035847272588830983,
+                -0.0615490046588002,
+                0.07323910335999784,
+                0.8605988537866561,
+                2.4246527055284592,
+                0.08954303684821564,
+            ],
+        ),
+    ];
+    for (base, head, [change, lo, hi, p, df, mde]) in table {
+        let c = stats::welch_log(base, head).unwrap();
+        assert!(
+            close(c.change, *change, 1e-9),
+            "change {} vs {change}",
+            c.change
+        );
+        assert!(close(c.ci.0, *lo, 1e-6), "ci low {} vs {lo}", c.ci.0);
+        assert!(close(c.ci.1, *hi, 1e-6), "ci high {} vs {hi}", c.ci.1);
+        assert!(close(c.p, *p, 1e-6), "p {} vs {p}", c.p);
+        assert!(close(c.df, *df, 1e-9), "df {} vs {df}", c.df);
+        assert!(close(c.mde, *mde, 1e-6), "mde {} vs {mde}", c.mde);
+    }
+}
+
+#[test]
+fn welch_needs_two_replicates_per_side() {
+    assert!(stats::welch_log(&[1.0], &[1.0, 2.0]).is_none());
+    assert!(stats::welch_log(&[1.0, 2.0], &[1.5]).is_none());
+    assert!(
+        stats::welch_log(&[1.0, 0.0], &[1.5, 1.6]).is_none(),
+        "non-positive estimates have no log"
+    );
+}
+
+#[test]
+fn identical_replicates_give_an_exact_difference() {
+    let c = stats::welch_log(&[2.0, 2.0], &[3.0, 3.0]).unwrap();
+    assert!(close(c.change, 0.5, 1e-12));
+    assert_eq!(c.p, 0.0);
+    assert_eq!(stats::welch_log(&[2.0, 2.0], &[2.0, 2.0]).unwrap().p, 1.0);
+}
+
+#[test]
+fn benjamini_hochberg_matches_scipy() {
+    let q = stats::benjamini_hochberg(&[0.01, 0.04, 0.03, 0.2, 0.001]);
+    let want = [0.025, 0.05, 0.05, 0.2, 0.005];
+    for (a, b) in q.iter().zip(want) {
+        assert!(close(*a, b, 1e-12), "{q:?}");
+    }
+    assert!(stats::benjamini_hochberg(&[]).is_empty());
+}
+
+#[test]
+fn student_t_quantiles_and_tails_match_scipy() {
+    assert!(close(
+        stats::t_quantile(0.975, 4.0),
+        2.7764451051977934,
+        1e-9
+    ));
+    assert!(close(
+        stats::t_quantile(0.975, 10.5),
+        2.2138402929187886,
+        1e-9
+    ));
+    assert!(close(
+        stats::t_two_sided_p(2.5, 7.0),
+        0.04099221858575289,
+        1e-9
+    ));
+    assert!(close(
+        stats::t_two_sided_p(-2.5, 7.0),
+        0.04099221858575289,
+        1e-9
+    ));
+}
+
+#[test]
+fn abba_overhead_matches_reference() {
+    // Blocks whose on/off log-ratios are exactly 0.02, 0.05, 0.03, 0.04.
+    let blocks: Vec<(Vec<f64>, Vec<f64>)> = [0.02f64, 0.05, 0.03, 0.04]
+        .iter()
+        .map(|r| (vec![100.0, 100.0], vec![100.0 * r.exp(), 100.0 * r.exp()]))
+        .collect();
+    let o = stats::abba_overhead(&blocks).unwrap();
+    assert_eq!(o.blocks, 4);
+    assert!(close(o.overhead, 0.03561970879962326, 1e-9));
+    let (lo, hi) = o.ci.unwrap();
+    assert!(close(lo, 0.014562411066973778, 1e-6), "{lo}");
+    assert!(close(hi, 0.057114051885978616, 1e-6), "{hi}");
+    let one = stats::abba_overhead(&blocks[..1]).unwrap();
+    assert!(one.ci.is_none(), "one block has no interval");
+    assert!(one.half_width().is_infinite());
+}
+
+#[test]
+fn scaling_slope_matches_least_squares_and_brackets_it() {
+    let pts: Vec<(f64, Vec<f64>)> = vec![
+        (10.0, vec![3.0]),
+        (100.0, vec![25.0]),
+        (1000.0, vec![260.0]),
+        (10000.0, vec![2400.0]),
+    ];
+    let s = stats::scaling_slope(&pts, 500, 1).unwrap();
+    assert!(close(s.slope, 0.972630330027461, 1e-9));
+    // One replicate per size: every resample is the same curve.
+    assert!(close(s.ci.0, s.slope, 1e-12) && close(s.ci.1, s.slope, 1e-12));
+    let noisy: Vec<(f64, Vec<f64>)> = vec![
+        (10.0, vec![3.0, 3.3, 2.8]),
+        (100.0, vec![25.0, 27.0, 24.0]),
+        (1000.0, vec![260.0, 250.0, 280.0]),
+    ];
+    let a = stats::scaling_slope(&noisy, 1000, 7).unwrap();
+    let b = stats::scaling_slope(&noisy, 1000, 7).unwrap();
+    assert_eq!(a, b, "seeded bootstrap is deterministic");
+    assert!(a.ci.0 < a.slope && a.slope < a.ci.1, "{a:?}");
+}
+
+#[test]
+fn xorshift_is_uniform_and_normal_enough() {
+    let mut rng = stats::XorShift64::new(42);
+    let u: Vec<f64> = (0..20_000).map(|_| rng.next_f64()).collect();
+    assert!(u.iter().all(|x| (0.0..1.0).contains(x)));
+    assert!((stats::mean(&u) - 0.5).abs() < 0.01);
+    let n: Vec<f64> = (0..20_000).map(|_| rng.normal()).collect();
+    assert!(stats::mean(&n).abs() < 0.03);
+    assert!((stats::variance(&n) - 1.0).abs() < 0.05);
+}

@@ -1,0 +1,361 @@
+//! Verdicts on generated runs: regressions, SLAs, overhead, scaling, "not measured".
+
+use xtask::criterion::Throughput;
+use xtask::policy::Policy;
+use xtask::verdict::{self, Outcome, Status, Verdict};
+
+use crate::fixtures::{self, add, empty_run, side};
+
+fn policy() -> Policy {
+    Policy::load(&fixtures::committed_policy()).unwrap()
+}
+
+fn row<'a>(c: &'a verdict::RegressionCheck, id: &str) -> &'a verdict::RegressionRow {
+    c.rows.iter().find(|r| r.id == id).unwrap()
+}
+
+fn pair(base: &[f64], head: &[f64]) -> (xtask::run::RunFile, xtask::run::RunFile) {
+    let (mut b, mut h) = (empty_run("base", "standard"), empty_run("head", "standard"));
+    add(&mut b, "g/x", "plain", base, None);
+    add(&mut h, "g/x", "plain", head, None);
+    (b, h)
+}
+
+#[test]
+fn regression_verdicts_follow_the_rules() {
+    let p = policy();
+    let cases: &[(&[f64], &[f64], Verdict, &str)] = &[
+        (
+            &[100.0, 101.0, 99.0],
+            &[100.5, 99.5, 100.2],
+            Verdict::Unchanged,
+            "same distribution",
+        ),
+        (
+            &[100.0, 101.0, 99.0],
+            &[130.0, 131.0, 129.5],
+            Verdict::Fail,
+            "+30 % with tight replicates",
+        ),
+        (
+            &[100.0, 101.0, 99.0],
+            &[112.0, 112.5, 111.5],
+            Verdict::Warn,
+            "+12 %: significant, below the fail line",
+        ),
+        (
+            &[100.0, 101.0, 99.0],
+            &[80.0, 80.5, 79.5],
+            Verdict::Improved,
+            "−20 %",
+        ),
+        (
+            &[100.0, 100.5, 99.5],
+            &[100.0, 125.0, 99.0],
+            Verdict::Noisy,
+            "CI spans 0 and the warn line",
+        ),
+    ];
+    for (base, head, want, why) in cases {
+        let (b, h) = pair(base, head);
+        let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+        assert_eq!(row(&c, "g/x").verdict, *want, "{why}: {:?}", row(&c, "g/x"));
+    }
+}
+
+#[test]
+fn one_replicate_per_side_is_at_most_warn_and_marked() {
+    let (b, h) = pair(&[100.0], &[150.0]);
+    let c = verdict::regression(&policy(), &b, &h, "2026-11-20", true);
+    let r = row(&c, "g/x");
+    assert_eq!(r.verdict, Verdict::Warn);
+    assert!(r.unreplicated && r.q.is_none());
+    assert_eq!(c.status, Status::Warn);
+}
+
+#[test]
+fn throughput_benches_fail_on_their_own_line() {
+    let p = policy();
+    // +12 % time is 10.7 % less throughput: fails the throughput line (10 %), not the time line.
+    let (mut b, mut h) = pair(&[100.0, 100.2, 99.8], &[112.0, 112.1, 111.9]);
+    for r in [&mut b, &mut h] {
+        r.benches.get_mut("g/x").unwrap().throughput = Some(Throughput::Elements(100));
+    }
+    assert_eq!(
+        row(&verdict::regression(&p, &b, &h, "2026-11-20", true), "g/x").verdict,
+        Verdict::Fail
+    );
+}
+
+#[test]
+fn another_machine_is_information_only_and_strict_env_refuses() {
+    let (b, mut h) = pair(&[100.0, 101.0, 99.0], &[130.0, 131.0, 129.5]);
+    h.environment = fixtures::environment("Another CPU");
+    let j = verdict::judge(&policy(), &h, Some(&b), "2026-11-20");
+    let c = j.regression.as_ref().unwrap();
+    assert!(!c.same_machine);
+    assert_eq!(
+        row(c, "g/x").verdict,
+        Verdict::Fail,
+        "the verdict is still shown"
+    );
+    assert_eq!(c.status, Status::Info);
+    assert_eq!(j.outcome(), Outcome::Pass);
+    let err =
+        xtask::verbs::compare::check_env(&b, &h, std::path::Path::new("baselines/main.json"), true)
+            .unwrap_err();
+    assert!(err.to_string().contains("baselines/main.json"), "{err}");
+}
+
+#[test]
+fn waived_benches_are_shown_but_do_not_fail() {
+    let text = std::fs::read_to_string(fixtures::committed_policy()).unwrap()
+        + "\n[[waiver]]\nbench = \"g/x\"\nreason = \"accepted\"\nlink = \"https://example.invalid/2\"\nexpires = \"2026-12-31\"\n";
+    let p = Policy::parse(std::path::Path::new("policy.toml"), &text).unwrap();
+    let (b, h) = pair(&[100.0, 101.0, 99.0], &[130.0, 131.0, 129.5]);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    assert_eq!(row(&c, "g/x").verdict, Verdict::Fail);
+    assert!(
+        row(&c, "g/x")
+            .waived
+            .as_deref()
+            .unwrap()
+            .contains("accepted")
+    );
+    assert_eq!(c.status, Status::Pass);
+    let expired = verdict::regression(&p, &b, &h, "2027-01-01", true);
+    assert_eq!(expired.status, Status::Fail, "an expired waiver is ignored");
+}
+
+#[test]
+fn sla_verdicts() {
+    let p = policy();
+    // (bench, p95 ns, p99 ns, verdict): search is critical (p95 < 100 ms), cache hit is not (p99 < 1 ms).
+    let cases = [
+        ("p2p_cli_commands/search", 50e6, 0.0, Verdict::Pass),
+        ("p2p_cli_commands/search", 95e6, 0.0, Verdict::NearViolation),
+        ("p2p_cli_commands/search", 110e6, 0.0, Verdict::Warn),
+        ("p2p_cli_commands/search", 130e6, 0.0, Verdict::Fail),
+        (
+            "p2p_sla_validation/sla_cache_hit_under_1ms",
+            0.0,
+            1.9e6,
+            Verdict::Warn,
+        ),
+        (
+            "p2p_sla_validation/sla_cache_hit_under_1ms",
+            0.0,
+            2.1e6,
+            Verdict::Fail,
+        ),
+    ];
+    for (bench, p95, p99, want) in cases {
+        let mut h = empty_run("head", "standard");
+        add(
+            &mut h,
+            bench,
+            "plain",
+            &[1e6, 1e6, 1e6],
+            Some(side(p95, p99)),
+        );
+        let j = verdict::judge(&p, &h, None, "2026-11-20");
+        let r = j.sla.iter().find(|r| r.bench == bench).unwrap();
+        assert_eq!(r.verdict, want, "{bench} {p95} {p99}");
+    }
+    let mut h = empty_run("head", "standard");
+    add(&mut h, "p2p_cli_commands/search", "plain", &[1e6], None);
+    let j = verdict::judge(&p, &h, None, "2026-11-20");
+    let r = j
+        .sla
+        .iter()
+        .find(|r| r.bench == "p2p_cli_commands/search")
+        .unwrap();
+    assert_eq!(
+        r.verdict,
+        Verdict::NotMeasured,
+        "no side data, no percentile"
+    );
+}
+
+#[test]
+fn overhead_verdicts_against_budgets() {
+    let p = policy();
+    let mut h = empty_run("head", "standard");
+    add(
+        &mut h,
+        "p2p_cli_commands/search",
+        "plain",
+        &[100.0, 101.0, 99.0],
+        None,
+    );
+    add(
+        &mut h,
+        "p2p_cli_commands/search",
+        "otel",
+        &[120.0, 121.0, 119.5],
+        None,
+    );
+    add(
+        &mut h,
+        "p2p_cli_commands/install",
+        "plain",
+        &[100.0, 101.0, 99.0],
+        None,
+    );
+    add(
+        &mut h,
+        "p2p_cli_commands/install",
+        "otel",
+        &[102.0, 103.0, 101.0],
+        None,
+    );
+    add(&mut h, "search_basic", "plain", &[10.0, 10.1, 9.9], None);
+    add(&mut h, "search_basic", "otel", &[12.0, 12.1, 11.9], None);
+    add(
+        &mut h,
+        "otel_components/span_create",
+        "otel",
+        &[900.0, 910.0, 905.0],
+        None,
+    );
+    let j = verdict::judge(&p, &h, None, "2026-11-20");
+    let o = &j.overhead;
+    let get = |id: &str| o.rows.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(get("p2p_cli_commands/search").verdict, Verdict::Fail);
+    assert_eq!(get("p2p_cli_commands/install").verdict, Verdict::Pass);
+    assert_eq!(
+        get("search_basic").verdict,
+        Verdict::Fail,
+        "any bench above 15 %"
+    );
+    assert_eq!(
+        o.average_verdict,
+        Verdict::Fail,
+        "average over critical paths ≈ 11 %"
+    );
+    assert_eq!(o.components.len(), 1);
+    assert_eq!(o.status, Status::Fail);
+    // At another sampler ratio the budgets do not apply.
+    h.sample_ratio = 1.0;
+    assert_eq!(
+        verdict::judge(&p, &h, None, "2026-11-20").overhead.status,
+        Status::Info
+    );
+}
+
+fn scaling_run(exponent: f64) -> xtask::run::RunFile {
+    let mut h = empty_run("head", "standard");
+    for n in [100.0f64, 1000.0, 10000.0] {
+        let base = n.powf(exponent) * 10.0;
+        add(
+            &mut h,
+            &format!("search_scaling/{n}"),
+            "plain",
+            &[base, base * 1.02, base * 0.98],
+            None,
+        );
+    }
+    h
+}
+
+#[test]
+fn scaling_fails_only_above_the_expected_class() {
+    let p = policy();
+    let row = |exp: f64| {
+        verdict::judge(&p, &scaling_run(exp), None, "2026-11-20")
+            .scaling
+            .into_iter()
+            .find(|r| r.series == "search_scaling")
+            .unwrap()
+    };
+    let linear = row(1.0);
+    assert_eq!(linear.verdict, Verdict::Fail, "{linear:?}");
+    assert_eq!(linear.class, Some(xtask::policy::ScalingClass::Linear));
+    let sub = row(0.3);
+    assert_eq!(sub.verdict, Verdict::Pass, "{sub:?}");
+    assert_eq!(sub.class, Some(xtask::policy::ScalingClass::Sublinear));
+    // Two sizes are not enough.
+    let mut h = empty_run("head", "standard");
+    add(&mut h, "search_scaling/100", "plain", &[1.0, 1.0], None);
+    add(
+        &mut h,
+        "search_scaling/100000",
+        "plain",
+        &[1000.0, 1000.0],
+        None,
+    );
+    let r = verdict::judge(&p, &h, None, "2026-11-20")
+        .scaling
+        .into_iter()
+        .find(|r| r.series == "search_scaling")
+        .unwrap();
+    assert_eq!(r.verdict, Verdict::NotMeasured);
+}
+
+#[test]
+fn policy_ids_not_measured_are_rows() {
+    let mut h = empty_run("head", "standard");
+    add(
+        &mut h,
+        "p2p_cli_commands/search",
+        "plain",
+        &[1.0, 1.0, 1.0],
+        None,
+    );
+    let j = verdict::judge(&policy(), &h, None, "2026-11-20");
+    let ids: Vec<&str> = j.not_measured.iter().map(|n| n.id.as_str()).collect();
+    assert!(ids.contains(&"p2p_cli_commands/install"), "{ids:?}");
+    assert!(!ids.contains(&"p2p_cli_commands/search"));
+}
+
+#[test]
+fn quick_runs_gate_nothing() {
+    let (b, mut h) = pair(&[100.0, 101.0, 99.0], &[130.0, 131.0, 129.5]);
+    h.profile = "quick".to_owned();
+    let j = verdict::judge(&policy(), &h, Some(&b), "2026-11-20");
+    assert!(!j.gated);
+    assert_eq!(j.outcome(), Outcome::Pass);
+}
+
+#[test]
+fn memory_scaling_and_kademlia_routing_from_side_data() {
+    let mut h = empty_run("head", "thorough");
+    for n in [10.0f64, 100.0, 1000.0] {
+        let extra = serde_json::json!({
+            "memory": {"bytes_per_peer": 2.0e6 * (1.0 + n.ln() / 100.0), "peak_bytes": 2.0e6 * n},
+            "kademlia": {"requests_per_lookup": 2.0 * n.ln(), "dials_per_lookup": n.ln()}
+        });
+        let s = fixtures::side_with(1.0, 1.0, extra);
+        add(
+            &mut h,
+            &format!("p2p_memory_usage/per_peer/{n}"),
+            "plain",
+            &[1e6, 1e6],
+            Some(s.clone()),
+        );
+        add(
+            &mut h,
+            &format!("p2p_dht_lookup/lookup_latency/{n}"),
+            "plain",
+            &[1e6, 1.01e6],
+            Some(s),
+        );
+    }
+    let j = verdict::judge(&policy(), &h, None, "2026-11-20");
+    let mem = j
+        .scaling
+        .iter()
+        .find(|r| r.series == "p2p_memory_usage/per_peer")
+        .unwrap();
+    assert_eq!(mem.verdict, Verdict::Pass, "{mem:?}");
+    assert!(mem.slope.unwrap().slope < 0.1);
+    let dht = j
+        .scaling
+        .iter()
+        .find(|r| r.series == "p2p_dht_lookup/lookup_latency")
+        .unwrap();
+    assert!(
+        (dht.routing_per_ln_n.unwrap() - 2.0).abs() < 1e-9,
+        "{dht:?}"
+    );
+}
