@@ -193,59 +193,110 @@ impl Client {
         async {
             let encoded = release.encode();
             tracing::Span::current().record("bytes", encoded.len());
-            let versions = {
-                let mut set = self
-                    .shared
-                    .releases
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner());
-                match set.admit(release.clone()) {
-                    Ok(_) => set.versions(&release.name),
-                    Err(e) => {
-                        tracing::Span::current().record("status", "refused");
-                        return Err(NodeError::Refused(e));
-                    }
+            // Admit first: nothing is announced that this node itself would refuse.
+            let span = tracing::Span::current();
+            let versions = match self.admit_own(&release) {
+                Ok(v) => v,
+                Err(e) => {
+                    span.record("status", "refused");
+                    return Err(e);
                 }
             };
-            self.shared.index_cache.invalidate(&release.name);
-            // The index record carries every version this node knows of the name; stores merge it
-            // with what they hold, so nothing any publisher wrote is lost.
-            let index = VersionIndex {
-                name: release.name.clone(),
-                versions,
-            }
-            .encode();
-            let version_record = Record::new(
-                version_key(&release.name, &release.version),
-                encoded.clone(),
-            );
-            let index_record = Record::new(index_key(&release.name), index);
-            let (v, i, a) = tokio::join!(
-                self.ask(|reply| Command::PutRecord {
-                    record: version_record,
-                    reply
-                }),
-                self.ask(|reply| Command::PutRecord {
-                    record: index_record,
-                    reply
-                }),
+            let (stored, announced) = tokio::join!(
+                self.put_records(&release, versions),
                 self.ask(|reply| Command::Announce {
                     bytes: encoded,
                     reply
                 }),
             );
-            let report = PublishReport {
-                version_record: v??,
-                index_record: i??,
-                announcement: a??,
+            let (version_record, index_record) = match stored {
+                Ok(s) => s,
+                Err(e) => {
+                    span.record("status", "error");
+                    return Err(e);
+                }
             };
-            let span = tracing::Span::current();
+            let report = PublishReport {
+                version_record,
+                index_record,
+                announcement: announced??,
+            };
             span.record("peers", report.version_record.peers);
             span.record("status", "ok");
             Ok(report)
         }
         .instrument(span)
         .await
+    }
+
+    /// The DHT half of [`Client::publish`], without the announcement: admits `release` locally and
+    /// stores its version record and index entry. Used to republish, and where gossip is unwanted.
+    pub async fn put_release(
+        &self,
+        release: &Release,
+    ) -> Result<(PutOutcome, PutOutcome), NodeError> {
+        let span = tracing::info_span!("dht_put", package = %release.id(), peers = field::Empty, status = field::Empty);
+        async {
+            let r = match self.admit_own(release) {
+                Ok(versions) => self.put_records(release, versions).await,
+                Err(e) => Err(e),
+            };
+            let span = tracing::Span::current();
+            match &r {
+                Ok((v, _)) => {
+                    span.record("peers", v.peers);
+                    span.record("status", "ok");
+                }
+                Err(_) => {
+                    span.record("status", "error");
+                }
+            }
+            r
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Admits a release this node publishes; returns every version it now knows of the name.
+    fn admit_own(&self, release: &Release) -> Result<BTreeSet<semver::Version>, NodeError> {
+        let mut set = self
+            .shared
+            .releases
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        set.admit(release.clone())?;
+        Ok(set.versions(&release.name))
+    }
+
+    async fn put_records(
+        &self,
+        release: &Release,
+        versions: BTreeSet<semver::Version>,
+    ) -> Result<(PutOutcome, PutOutcome), NodeError> {
+        self.shared.index_cache.invalidate(&release.name);
+        // The index record carries every version this node knows of the name; stores merge it with
+        // what they hold, so nothing any publisher wrote is lost.
+        let index = VersionIndex {
+            name: release.name.clone(),
+            versions,
+        }
+        .encode();
+        let version_record = Record::new(
+            version_key(&release.name, &release.version),
+            release.encode(),
+        );
+        let index_record = Record::new(index_key(&release.name), index);
+        let (v, i) = tokio::join!(
+            self.ask(|reply| Command::PutRecord {
+                record: version_record,
+                reply
+            }),
+            self.ask(|reply| Command::PutRecord {
+                record: index_record,
+                reply
+            }),
+        );
+        Ok((v??, i??))
     }
 
     /// Publishes `bytes` on the announcement topic without any local check. Meant for tools that

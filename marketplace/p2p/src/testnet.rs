@@ -18,6 +18,9 @@ use crate::error::NodeError;
 use crate::node::{ArchiveSource, MemoryArchives, NetEvent, Node};
 use crate::{Client, PeerId};
 
+/// Kademlia's bucket size (libp2p's `K_VALUE`).
+const K_BUCKET: usize = 20;
+
 /// How the nodes are first connected (Kademlia then finds the rest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topology {
@@ -96,6 +99,16 @@ impl Testnet {
     pub async fn spawn(config: TestnetConfig) -> Result<Testnet, TestnetError> {
         let mut net = Testnet::spawn_unconnected(config).await?;
         net.connect().await?;
+        // Kademlia adds an inbound peer only once identify has told it the peer's listen address;
+        // a bootstrap that asks a hub before then learns nothing. So first wait until every node
+        // routes to its direct neighbours.
+        let timeout = net.config.ready_timeout;
+        net.wait_each(
+            net.neighbour_targets()?,
+            "neighbours in routing tables",
+            timeout,
+        )
+        .await?;
         net.bootstrap_all().await?;
         let target = net.config.ready_routing_peers;
         net.wait_routing_ready(target, net.config.ready_timeout)
@@ -205,6 +218,17 @@ impl Testnet {
         Ok(edges)
     }
 
+    /// Per node: how many direct neighbours the topology gives it, capped at one k-bucket (a hub's
+    /// far bucket cannot hold more).
+    fn neighbour_targets(&self) -> Result<Vec<usize>, TestnetError> {
+        let mut neighbours = vec![std::collections::HashSet::new(); self.nodes.len()];
+        for (a, b) in self.edges()? {
+            neighbours[a].insert(b);
+            neighbours[b].insert(a);
+        }
+        Ok(neighbours.iter().map(|n| n.len().min(K_BUCKET)).collect())
+    }
+
     /// Dials the topology's edges, `parallelism` at a time.
     pub async fn connect(&mut self) -> Result<(), TestnetError> {
         let edges = self.edges()?;
@@ -259,49 +283,69 @@ impl Testnet {
         timeout: Duration,
     ) -> Result<(), TestnetError> {
         let target = min_peers.min(self.nodes.len().saturating_sub(1));
-        let waits = self.nodes.iter().enumerate().map(|(i, node)| {
-            let client = node.client();
-            async move {
-                let mut events = client.subscribe();
-                loop {
-                    let info = client
-                        .info()
-                        .await
-                        .map_err(|source| TestnetError::Node { index: i, source })?;
-                    if info.routing_peers >= target {
-                        return Ok(());
-                    }
-                    // Routing updates are what can change the answer; any lag means many arrived.
+        self.wait_each(vec![target; self.nodes.len()], "routing tables", timeout)
+            .await
+    }
+
+    /// Waits until node i's routing table holds `targets[i]` peers, re-checking a node only when it
+    /// reports a routing update.
+    async fn wait_each(
+        &self,
+        targets: Vec<usize>,
+        what: &'static str,
+        timeout: Duration,
+    ) -> Result<(), TestnetError> {
+        let waits = self
+            .nodes
+            .iter()
+            .zip(targets.iter().copied())
+            .enumerate()
+            .map(|(i, (node, target))| {
+                let client = node.client();
+                async move {
+                    let mut events = client.subscribe();
                     loop {
-                        match events.recv().await {
-                            Ok(NetEvent::RoutingUpdated { .. }) | Err(RecvError::Lagged(_)) => {
-                                break;
-                            }
-                            Ok(_) => {}
-                            Err(RecvError::Closed) => {
-                                return Err(TestnetError::Node {
-                                    index: i,
-                                    source: NodeError::Stopped,
-                                });
+                        let info = client
+                            .info()
+                            .await
+                            .map_err(|source| TestnetError::Node { index: i, source })?;
+                        if info.routing_peers >= target {
+                            return Ok(());
+                        }
+                        // Routing updates are what can change the answer; a lag means many arrived.
+                        loop {
+                            match events.recv().await {
+                                Ok(NetEvent::RoutingUpdated { .. }) | Err(RecvError::Lagged(_)) => {
+                                    break;
+                                }
+                                Ok(_) => {}
+                                Err(RecvError::Closed) => {
+                                    return Err(TestnetError::Node {
+                                        index: i,
+                                        source: NodeError::Stopped,
+                                    });
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
+            });
         match tokio::time::timeout(timeout, join_all(waits)).await {
             Ok(results) => results.into_iter().collect(),
             Err(_) => {
                 let mut short = Vec::new();
-                for (i, n) in self.nodes.iter().enumerate() {
+                for (i, (n, target)) in self.nodes.iter().zip(targets).enumerate() {
                     if let Ok(info) = n.client().info().await
                         && info.routing_peers < target
                     {
-                        short.push(format!("node {i}: {} peers", info.routing_peers));
+                        short.push(format!(
+                            "node {i}: {} of {target} peers",
+                            info.routing_peers
+                        ));
                     }
                 }
                 Err(TestnetError::NotReady {
-                    what: "routing tables",
+                    what,
                     timeout,
                     detail: short.join(", "),
                 })
