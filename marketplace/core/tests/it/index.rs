@@ -194,7 +194,12 @@ fn malformed_files_are_errors_that_name_the_file() {
 
     // A publisher key that is not hex.
     let key_hex = k.public().to_string();
-    let bad = text.replace(&key_hex, &format!("zz{}", &key_hex[2..]));
+    // Only in the package line: the header's trust book holds the same key.
+    let (head, body) = text.split_once('\n').unwrap();
+    let bad = format!(
+        "{head}\n{}",
+        body.replace(&key_hex, &format!("zz{}", &key_hex[2..]))
+    );
     std::fs::write(&path, bad).unwrap();
     let err = Registry::load(&path).unwrap_err();
     assert!(
@@ -261,4 +266,42 @@ fn digests_tell_each_side_what_the_other_lacks() {
     assert_eq!(left.digest(), right.digest());
     assert_eq!(left.digest().root(), right.digest().root());
     assert!(left.missing_from(&right.digest()).is_empty());
+}
+
+#[test]
+fn a_large_index_round_trips_and_duplicate_lines_are_refused() {
+    // Enough packages for the load to parse on several threads.
+    let k = SigningKey::from_seed([1; 32]);
+    let mut reg = Registry::new();
+    for i in 0..2100 {
+        reg.insert(release(&format!("pkg-{i:05}"), "1.0.0", &k, &i.to_string()))
+            .unwrap();
+    }
+    reg.yank("pkg-01234", &v("1.0.0")).unwrap();
+    let bytes = reg.to_vec();
+    let back = Registry::from_slice(&bytes).unwrap();
+    assert_eq!(back.len(), 2100);
+    assert_eq!(back.digest(), reg.digest());
+    assert!(back.entry("pkg-01234", &v("1.0.0")).unwrap().yanked);
+    assert_eq!(
+        back.to_vec(),
+        bytes,
+        "saving what was loaded gives the same bytes"
+    );
+
+    let text = String::from_utf8(bytes).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("{\"name\":\"pkg-00007\""))
+        .unwrap();
+    let twice = format!("{text}{line}\n");
+    let err = Registry::from_slice(twice.as_bytes()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("package pkg-00007 is listed twice"),
+        "{err}"
+    );
+    let broken = text.replacen("{\"name\":\"pkg-02000\"", "{\"name\":\"pkg-02000", 1);
+    let err = Registry::from_slice(broken.as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("line 2002"), "{err}");
 }
