@@ -361,7 +361,7 @@ impl Registry {
             std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
         };
         let chunk = lines.len().div_ceil(threads).max(1);
-        let parsed: Vec<Result<Vec<(String, Vec<Entry>)>, String>> = if threads == 1 {
+        let parsed: Vec<ParsedLines> = if threads == 1 {
             vec![
                 lines
                     .iter()
@@ -697,6 +697,9 @@ impl Registry {
         out
     }
 }
+
+/// Package lines parsed by one thread, or the first error among them.
+type ParsedLines = Result<Vec<(String, Vec<Entry>)>, String>;
 
 /// Parses and checks one package line (`lineno` counts from 1, for messages).
 fn parse_package_line(lineno: usize, line: &[u8]) -> Result<(String, Vec<Entry>), String> {
