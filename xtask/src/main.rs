@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use xtask::layout::Layout;
-use xtask::verbs::{baseline, bench_all, compare, report, simulate};
+use xtask::verbs::{baseline, bench_all, compare, otel_overhead, report, simulate};
 use xtask::{Error, Outcome, Result};
 
 const USAGE: &str = "\
@@ -16,6 +16,8 @@ verbs:
   bench-all [--profile P] [--filter REGEX] [--against NAME] [--replicates N]
             [--sample-ratio R] [--strict-env] [--prebuilt DIR]
                                  measure both variants (OTEL off and on), check, report
+  otel-overhead [--profile P] [--filter REGEX] [--sample-ratio R] [--max-blocks N] [--prebuilt DIR]
+                                 critical paths, OTEL off vs on, ABBA blocks until the CI is tight
   compare OLD NEW [--strict-env] judge two saved runs (names or paths)
   baseline save NAME [--from RUN] [--force] | baseline list | baseline show NAME
   report [--run NAME]            re-render the report from a saved run (default: the last)
@@ -100,6 +102,19 @@ impl Args {
     }
 }
 
+/// `--sample-ratio`, checked to be a ratio.
+fn ratio(args: &Args) -> Result<Option<f64>> {
+    let r: Option<f64> = args.number("sample-ratio")?;
+    match r {
+        Some(r) if !(0.0..=1.0).contains(&r) => Err(Error::input(
+            "flag --sample-ratio",
+            format!("{r} is not in [0, 1]"),
+            USAGE,
+        )),
+        _ => Ok(r),
+    }
+}
+
 fn run(args: Args) -> Result<Outcome> {
     let root = args.get("workspace").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -119,16 +134,7 @@ fn run(args: Args) -> Result<Outcome> {
                 "strict-env",
                 "prebuilt",
             ])?;
-            let sample_ratio: Option<f64> = args.number("sample-ratio")?;
-            if let Some(r) = sample_ratio
-                && !(0.0..=1.0).contains(&r)
-            {
-                return Err(Error::input(
-                    "flag --sample-ratio",
-                    format!("{r} is not in [0, 1]"),
-                    USAGE,
-                ));
-            }
+            let sample_ratio = ratio(&args)?;
             let opts = bench_all::Options {
                 profile: args.get("profile"),
                 filter: args.get("filter"),
@@ -139,6 +145,23 @@ fn run(args: Args) -> Result<Outcome> {
                 prebuilt: args.get("prebuilt").map(PathBuf::from),
             };
             bench_all::run(&layout, &opts)
+        }
+        "otel-overhead" => {
+            args.allow(&[
+                "profile",
+                "filter",
+                "sample-ratio",
+                "max-blocks",
+                "prebuilt",
+            ])?;
+            let opts = otel_overhead::Options {
+                profile: args.get("profile"),
+                filter: args.get("filter"),
+                sample_ratio: ratio(&args)?,
+                max_blocks: args.number("max-blocks")?,
+                prebuilt: args.get("prebuilt").map(PathBuf::from),
+            };
+            otel_overhead::run(&layout, &opts)
         }
         "compare" => {
             args.allow(&["strict-env"])?;

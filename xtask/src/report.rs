@@ -751,3 +751,103 @@ pub fn json(j: &Judgement, p: &Provenance) -> String {
     s.push('\n');
     s
 }
+
+fn overhead_rows(
+    check: &crate::verdict::OverheadCheck,
+    inconclusive: &std::collections::BTreeSet<String>,
+    out: &mut String,
+) {
+    out.push_str("| critical path | overhead | 95 % CI | half-width | blocks | verdict |\n|---|---|---|---|---|---|\n");
+    for r in check.rows.iter().filter(|r| r.critical) {
+        let mut v = verdict_cell(r.verdict);
+        if inconclusive.contains(&r.id) {
+            v.push_str(" (inconclusive)");
+        }
+        writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {v} |",
+            r.id,
+            r.overhead.map_or("—".to_owned(), |o| pct(o.overhead)),
+            pct_ci(r.overhead.and_then(|o| o.ci)),
+            r.overhead.map_or("—".to_owned(), |o| format!(
+                "±{:.1} points",
+                o.half_width() * 100.0
+            )),
+            r.overhead.map_or(0, |o| o.blocks),
+        )
+        .ok();
+    }
+}
+
+/// The `otel-overhead` report (target/perf/otel-overhead.md).
+pub fn overhead_markdown(
+    check: &crate::verdict::OverheadCheck,
+    inconclusive: &std::collections::BTreeSet<String>,
+    target_half_width: f64,
+    p: &Provenance,
+) -> String {
+    let mut out = String::from("# OTEL overhead on the critical paths\n\n");
+    writeln!(
+        out,
+        "ABBA blocks (plain, otel, otel, plain), two processes per variant and block, until every CI half-width is at most ±{:.1} points or the time cap passes. Per block r = mean log(otel) − mean log(plain); overhead = exp(mean r) − 1, t-interval over blocks. Sampler ratio {} (budgets apply at {}). Status: {}.\n",
+        target_half_width * 100.0,
+        check.sample_ratio,
+        check.production_ratio,
+        check.status.name()
+    )
+    .ok();
+    overhead_rows(check, inconclusive, &mut out);
+    if let Some(a) = check.average {
+        writeln!(
+            out,
+            "\nAverage over critical paths: **{}** {} — {}\n",
+            pct(a.overhead),
+            pct_ci(a.ci),
+            verdict_cell(check.average_verdict)
+        )
+        .ok();
+    }
+    writeln!(
+        out,
+        "\nRun file `{}`, commit `{}`, {} ({} cores), {}.",
+        p.run_file, p.commit, p.environment.cpu_model, p.environment.cores, p.environment.rustc
+    )
+    .ok();
+    out
+}
+
+pub fn overhead_terminal(
+    check: &crate::verdict::OverheadCheck,
+    inconclusive: &std::collections::BTreeSet<String>,
+) -> String {
+    let mut out = String::new();
+    for r in check.rows.iter().filter(|r| r.critical) {
+        writeln!(
+            out,
+            "{:<45} {:>9} {:<22} {}{}",
+            r.id,
+            r.overhead.map_or("—".to_owned(), |o| pct(o.overhead)),
+            pct_ci(r.overhead.and_then(|o| o.ci)),
+            r.verdict.name(),
+            if inconclusive.contains(&r.id) {
+                " (inconclusive)"
+            } else {
+                ""
+            }
+        )
+        .ok();
+    }
+    if let Some(a) = check.average {
+        writeln!(
+            out,
+            "{:<45} {:>9} {:<22} {}",
+            "average over critical paths",
+            pct(a.overhead),
+            pct_ci(a.ci),
+            check.average_verdict.name()
+        )
+        .ok();
+    }
+    writeln!(out, "OTEL overhead: {}", check.status.name()).ok();
+    out
+}

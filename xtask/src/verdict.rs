@@ -267,7 +267,7 @@ pub fn judge(policy: &Policy, head: &RunFile, base: Option<&RunFile>, today: &st
     let regression = base.map(|b| regression(policy, b, head, today, gated));
     let sla = sla(policy, head);
     let sla_status = roll_up(sla.iter().map(|r| &r.verdict), gated);
-    let overhead = overhead(policy, head, gated);
+    let overhead = overhead(policy, head, gated, 1);
     let scaling = scaling(policy, head);
     let scaling_status = roll_up(scaling.iter().map(|r| &r.verdict), gated);
     let not_measured = policy
@@ -505,28 +505,34 @@ fn sla(policy: &Policy, head: &RunFile) -> Vec<SlaRow> {
         .collect()
 }
 
-/// Log-ratios otel/plain per block: replicate i of each variant form block i (bench-all measures
-/// them back to back, P O O P P O …, so a block shares the machine's state).
-fn block_ratios(run: &RunFile, id: &str) -> Vec<f64> {
-    let off: Vec<f64> = run.replicates(id, PLAIN).map(|r| r.estimate).collect();
-    let on: Vec<f64> = run.replicates(id, OTEL).map(|r| r.estimate).collect();
-    off.iter()
-        .zip(&on)
-        .filter(|(a, b)| **a > 0.0 && **b > 0.0)
-        .map(|(a, b)| b.ln() - a.ln())
+/// Log-ratios otel/plain per block of `per_block` replicates of each variant: bench-all measures
+/// P O O P P O … so with one replicate per block, replicate i of each variant shares the machine's
+/// state; `otel-overhead` measures ABBA blocks (off, on, on, off), two replicates each.
+fn block_ratios(run: &RunFile, id: &str, per_block: usize) -> Vec<f64> {
+    let logs = |variant: &str| -> Vec<f64> {
+        run.replicates(id, variant)
+            .map(|r| r.estimate)
+            .filter(|e| *e > 0.0)
+            .map(f64::ln)
+            .collect()
+    };
+    let (off, on) = (logs(PLAIN), logs(OTEL));
+    off.chunks_exact(per_block)
+        .zip(on.chunks_exact(per_block))
+        .map(|(a, b)| stats::mean(b) - stats::mean(a))
         .collect()
 }
 
 /// Overhead verdicts. A line is crossed only when the point estimate is at or over it and the
 /// CI excludes zero (the overhead is real); one block is at most a warning; a CI that contains
 /// the line while its point is below it is "noisy" (re-measured).
-fn overhead(policy: &Policy, head: &RunFile, gated: bool) -> OverheadCheck {
+pub fn overhead(policy: &Policy, head: &RunFile, gated: bool, per_block: usize) -> OverheadCheck {
     let o = &policy.overhead;
     let mut rows = Vec::new();
     let mut components = Vec::new();
     for (id, bench) in &head.benches {
         let critical = o.critical_paths.contains(id);
-        let r = block_ratios(head, id);
+        let r = block_ratios(head, id, per_block);
         if r.is_empty() {
             if !bench.variants.contains_key(PLAIN)
                 && let Some(reps) = bench.variants.get(OTEL)
@@ -571,7 +577,7 @@ fn overhead(policy: &Policy, head: &RunFile, gated: bool) -> OverheadCheck {
     let paths: Vec<Vec<f64>> = o
         .critical_paths
         .iter()
-        .map(|id| block_ratios(head, id))
+        .map(|id| block_ratios(head, id, per_block))
         .filter(|r| !r.is_empty())
         .collect();
     let blocks = paths.iter().map(Vec::len).min().unwrap_or(0);

@@ -451,13 +451,21 @@ pub fn sample_ratio(flag: Option<f64>, policy: &Policy) -> Result<f64> {
 }
 
 /// Per executable name, per variant: the executable and the ids it will measure.
-struct Plan {
+pub(crate) struct Plan {
     /// exe name → variant → (executable, selected ids)
     by_name: BTreeMap<String, BTreeMap<&'static str, (Executable, BTreeSet<String>)>>,
 }
 
 impl Plan {
-    fn processes(&self, only: Option<&BTreeSet<String>>) -> usize {
+    pub(crate) fn selected(&self) -> BTreeSet<String> {
+        self.by_name
+            .values()
+            .flat_map(|m| m.values())
+            .flat_map(|(_, ids)| ids.iter().cloned())
+            .collect()
+    }
+
+    pub(crate) fn processes(&self, only: Option<&BTreeSet<String>>) -> usize {
         self.by_name
             .values()
             .flat_map(|m| m.values())
@@ -466,14 +474,16 @@ impl Plan {
     }
 }
 
-struct Runner<'a> {
-    layout: &'a Layout,
-    profile: &'a Profile,
-    sample_ratio: f64,
-    endpoint: Option<String>,
-    started: Instant,
-    done: usize,
-    total: usize,
+pub(crate) struct Runner<'a> {
+    pub(crate) layout: &'a Layout,
+    /// The folder under target/perf/criterion/ (`head` for bench-all).
+    pub(crate) git_ref: &'static str,
+    pub(crate) profile: &'a Profile,
+    pub(crate) sample_ratio: f64,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) started: Instant,
+    pub(crate) done: usize,
+    pub(crate) total: usize,
 }
 
 impl Runner<'_> {
@@ -486,7 +496,7 @@ impl Runner<'_> {
     ) -> Result<()> {
         let dir = self
             .layout
-            .process_dir(HEAD_REF, exe.variant, replicate, &exe.name);
+            .process_dir(self.git_ref, exe.variant, replicate, &exe.name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
             path: dir.clone(),
@@ -558,7 +568,7 @@ impl Runner<'_> {
 
     /// One interleaved replicate of every executable: P O for even replicates, O P for odd ones,
     /// so the sequence runs P O O P P O … and replicate i of each variant forms a block.
-    fn replicate(
+    pub(crate) fn replicate(
         &mut self,
         run: &mut RunFile,
         plan: &Plan,
@@ -586,6 +596,116 @@ impl Runner<'_> {
         }
         Ok(())
     }
+}
+
+/// An empty run file for this machine and commit, named `<UTC stamp>-<commit>`.
+pub(crate) fn new_run(
+    layout: &Layout,
+    profile_name: &str,
+    profile: &Profile,
+    sample_ratio: f64,
+    environment: Environment,
+    against: Option<String>,
+) -> RunFile {
+    let (_, stamp) = super::now_utc();
+    let git = git(layout);
+    let name = format!(
+        "{}-{}",
+        stamp.replace([':', '-'], ""),
+        git.commit
+            .as_deref()
+            .map_or("nogit", |c| &c[..c.len().min(10)])
+    );
+    let mut commands = vec![format!(
+        "cargo xtask {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    )];
+    for (variant, features) in VARIANTS {
+        commands.push(format!(
+            "CARGO_TARGET_DIR=target/perf/build/{variant} cargo bench -p market-benches --no-run{}",
+            if features.is_empty() {
+                String::new()
+            } else {
+                format!(" --features {}", features.join(","))
+            }
+        ));
+    }
+    commands.push(format!("EXE --bench {} '<selected ids>' with CRITERION_HOME=MARKET_PERF_OUT=target/perf/criterion/{HEAD_REF}/<variant>/<replicate>/<exe>", profile.criterion_args.join(" ")));
+    RunFile {
+        schema_version: SCHEMA_VERSION,
+        name: name.clone(),
+        created: stamp,
+        git,
+        environment,
+        profile: profile_name.to_owned(),
+        variants: VARIANTS
+            .iter()
+            .map(|(v, f)| (v.to_string(), f.iter().map(|s| s.to_string()).collect()))
+            .collect(),
+        sample_ratio,
+        commands,
+        benches: BTreeMap::new(),
+        against,
+    }
+}
+
+/// Builds (or takes) both variants, checks that each executable is the variant it claims, lists
+/// every id, validates the policy's ids against them, and selects per executable the ids that
+/// match `filter` (Criterion's regex) and `select`.
+pub(crate) fn prepare(
+    layout: &Layout,
+    policy: &Policy,
+    prebuilt_dir: Option<&Path>,
+    filter: Option<&str>,
+    select: impl Fn(&str) -> bool,
+) -> Result<(Plan, BTreeSet<String>)> {
+    let mut exes = Vec::new();
+    for (variant, features) in VARIANTS {
+        exes.extend(match prebuilt_dir {
+            Some(dir) => prebuilt(dir, variant)?,
+            None => build(layout, variant, features)?,
+        });
+    }
+    let mut listed_all = BTreeSet::new();
+    let mut plan = Plan {
+        by_name: BTreeMap::new(),
+    };
+    for exe in exes {
+        check_variant(&exe.path, exe.variant)?;
+        let all = list(&exe.path, None)?;
+        let filtered: BTreeSet<String> = match filter {
+            Some(f) => list(&exe.path, Some(f))?.into_iter().collect(),
+            None => all.iter().cloned().collect(),
+        };
+        let selected: BTreeSet<String> = filtered.into_iter().filter(|id| select(id)).collect();
+        listed_all.extend(all);
+        plan.by_name
+            .entry(exe.name.clone())
+            .or_default()
+            .insert(exe.variant, (exe, selected));
+    }
+    policy.validate_ids(&listed_all)?;
+    Ok((plan, listed_all))
+}
+
+/// Starts the OTLP receiver when some otel-variant process will run.
+pub(crate) fn start_receiver(
+    layout: &Layout,
+    prebuilt_dir: Option<&Path>,
+    plan: &Plan,
+) -> Result<Option<Receiver>> {
+    let needs_otel = plan
+        .by_name
+        .values()
+        .any(|m| m.get(OTEL).is_some_and(|(_, ids)| !ids.is_empty()));
+    if !needs_otel {
+        return Ok(None);
+    }
+    let exe = match prebuilt_dir {
+        Some(dir) => dir.join("otlp-receiver"),
+        None => build_receiver(layout)?,
+    };
+    Receiver::start(&exe).map(Some)
 }
 
 pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
@@ -621,42 +741,14 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         super::compare::check_env(b, &probe, path, true)?;
     }
 
-    // Build (or take) both variants, then check each executable is what it claims.
-    let mut exes = Vec::new();
-    for (variant, features) in VARIANTS {
-        exes.extend(match &opts.prebuilt {
-            Some(dir) => prebuilt(dir, variant)?,
-            None => build(layout, variant, features)?,
-        });
-    }
-    let mut listed_all = BTreeSet::new();
-    let mut plan = Plan {
-        by_name: BTreeMap::new(),
-    };
-    for exe in exes {
-        check_variant(&exe.path, exe.variant)?;
-        let all = list(&exe.path, None)?;
-        let filtered: BTreeSet<String> = match &opts.filter {
-            Some(f) => list(&exe.path, Some(f))?.into_iter().collect(),
-            None => all.iter().cloned().collect(),
-        };
-        let selected: BTreeSet<String> = filtered
-            .into_iter()
-            .filter(|id| policy.selects(&profile, id))
-            .collect();
-        listed_all.extend(all);
-        plan.by_name
-            .entry(exe.name.clone())
-            .or_default()
-            .insert(exe.variant, (exe, selected));
-    }
-    policy.validate_ids(&listed_all)?;
-    let selected_any: BTreeSet<String> = plan
-        .by_name
-        .values()
-        .flat_map(|m| m.values())
-        .flat_map(|(_, ids)| ids.iter().cloned())
-        .collect();
+    let (plan, listed_all) = prepare(
+        layout,
+        &policy,
+        opts.prebuilt.as_deref(),
+        opts.filter.as_deref(),
+        |id| policy.selects(&profile, id),
+    )?;
+    let selected_any = plan.selected();
     if selected_any.is_empty() {
         return Err(Error::input(
             "bench selection",
@@ -668,64 +760,23 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         ));
     }
 
-    let needs_otel = plan
-        .by_name
-        .values()
-        .any(|m| m.get(OTEL).is_some_and(|(_, ids)| !ids.is_empty()));
-    let receiver = if needs_otel {
-        let exe = match &opts.prebuilt {
-            Some(dir) => dir.join("otlp-receiver"),
-            None => build_receiver(layout)?,
-        };
-        Some(Receiver::start(&exe)?)
-    } else {
-        None
-    };
+    let receiver = start_receiver(layout, opts.prebuilt.as_deref(), &plan)?;
 
-    let (today, stamp) = super::now_utc();
-    let git = git(layout);
-    let name = format!(
-        "{}-{}",
-        stamp.replace([':', '-'], ""),
-        git.commit
-            .as_deref()
-            .map_or("nogit", |c| &c[..c.len().min(10)])
-    );
-    let mut commands = vec![format!(
-        "cargo xtask {}",
-        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
-    )];
-    for (variant, features) in VARIANTS {
-        commands.push(format!(
-            "CARGO_TARGET_DIR=target/perf/build/{variant} cargo bench -p market-benches --no-run{}",
-            if features.is_empty() {
-                String::new()
-            } else {
-                format!(" --features {}", features.join(","))
-            }
-        ));
-    }
-    commands.push(format!("EXE --bench {} '<selected ids>' with CRITERION_HOME=MARKET_PERF_OUT=target/perf/criterion/{HEAD_REF}/<variant>/<replicate>/<exe>", profile.criterion_args.join(" ")));
-    let mut run = RunFile {
-        schema_version: SCHEMA_VERSION,
-        name: name.clone(),
-        created: stamp,
-        git,
-        environment,
-        profile: profile_name.clone(),
-        variants: VARIANTS
-            .iter()
-            .map(|(v, f)| (v.to_string(), f.iter().map(|s| s.to_string()).collect()))
-            .collect(),
+    let (today, _) = super::now_utc();
+    let mut run = new_run(
+        layout,
+        &profile_name,
+        &profile,
         sample_ratio,
-        commands,
-        benches: BTreeMap::new(),
-        against: opts.against.clone(),
-    };
+        environment,
+        opts.against.clone(),
+    );
+    let name = run.name.clone();
 
     let _ = std::fs::remove_dir_all(layout.criterion_root(HEAD_REF));
     let mut runner = Runner {
         layout,
+        git_ref: HEAD_REF,
         profile: &profile,
         sample_ratio,
         endpoint: receiver.as_ref().map(|r| r.endpoint.clone()),

@@ -4,6 +4,7 @@
 pub mod baseline;
 pub mod bench_all;
 pub mod compare;
+pub mod otel_overhead;
 pub mod report;
 pub mod simulate;
 

@@ -107,6 +107,10 @@ exit 0
 
 /// A workspace with the small policy and prebuilt fakes for both variants and the receiver.
 fn fake_workspace(otel_reports: &str, write: bool) -> tempfile::TempDir {
+    fake_workspace_with(otel_reports, write, 1030.0)
+}
+
+fn fake_workspace_with(otel_reports: &str, write: bool, otel_ns: f64) -> tempfile::TempDir {
     let ws = fixtures::workspace();
     std::fs::write(ws.path().join("baselines/policy.toml"), SMALL_POLICY).unwrap();
     let pre = ws.path().join("prebuilt");
@@ -119,7 +123,7 @@ fn fake_workspace(otel_reports: &str, write: bool) -> tempfile::TempDir {
         &pre.join("otel/fake_bench"),
         otel_reports,
         &ids,
-        1030.0,
+        otel_ns,
         write,
     );
     let recv = pre.join("otlp-receiver");
@@ -349,4 +353,53 @@ fn unknown_flags_and_verbs_exit_two() {
         2
     );
     assert_eq!(code(&xtask(ws.path(), &["bench-everything"])), 2);
+}
+
+#[test]
+fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
+    let ws = fake_workspace("otel", true);
+    let pre = ws.path().join("prebuilt");
+    let out = xtask(
+        ws.path(),
+        &[
+            "otel-overhead",
+            "--profile",
+            "standard",
+            "--prebuilt",
+            pre.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("fake/op") && stdout.contains("+3.0 %"),
+        "{stdout}"
+    );
+    // Identical processes: the CI is tight after the minimum of two blocks (8 processes).
+    assert!(
+        stderr(&out).contains("block 2:") && !stderr(&out).contains("block 3:"),
+        "{}",
+        stderr(&out)
+    );
+    let md = std::fs::read_to_string(ws.path().join("target/perf/otel-overhead.md")).unwrap();
+    assert!(md.contains("| `fake/op` | +3.0 %"), "{md}");
+
+    let ws = fake_workspace_with("otel", true, 1200.0);
+    let pre = ws.path().join("prebuilt");
+    let out = xtask(
+        ws.path(),
+        &[
+            "otel-overhead",
+            "--profile",
+            "standard",
+            "--prebuilt",
+            pre.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        code(&out),
+        1,
+        "+20 % on a critical path fails: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
