@@ -332,14 +332,13 @@ pub fn extract(bytes: &[u8], dest: &Path, limits: &Limits) -> Result<Extracted, 
     };
     let result = extract_entries(&mut guard, dest, limits);
     // A limit tripped inside the stream surfaces as an io error from tar; report the real reason.
-    match (result, guard.tripped.take()) {
-        (Err(_), Some(ArchiveError::TooLarge { limit, .. }))
-        | (Ok(_), Some(ArchiveError::TooLarge { limit, .. })) => Err(ArchiveError::TooLarge {
-            entry: "(stream)".into(),
+    match guard.tripped.take() {
+        Some(ArchiveError::TooLarge { limit, .. }) => Err(ArchiveError::TooLarge {
+            entry: "(decompressed stream)".into(),
             limit,
         }),
-        (_, Some(tripped)) => Err(tripped),
-        (result, None) => result,
+        Some(tripped) => Err(tripped),
+        None => result,
     }
 }
 
