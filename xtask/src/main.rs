@@ -14,8 +14,10 @@ usage: cargo xtask <verb> [flags]
 
 verbs:
   bench-all [--profile P] [--filter REGEX] [--against NAME] [--replicates N]
-            [--sample-ratio R] [--strict-env] [--prebuilt DIR]
+            [--sample-ratio R] [--strict-env] [--base-ref REF] [--prebuilt DIR]
                                  measure both variants (OTEL off and on), check, report
+  ci [--base-ref REF] [--profile P] [--filter REGEX] [--sample-ratio R] [--prebuilt DIR]
+                                 the PR gate: bench-all --base-ref REF (profile pr), then otel-overhead
   otel-overhead [--profile P] [--filter REGEX] [--sample-ratio R] [--max-blocks N] [--prebuilt DIR]
                                  critical paths, OTEL off vs on, ABBA blocks until the CI is tight
   compare OLD NEW [--strict-env] judge two saved runs (names or paths)
@@ -132,6 +134,7 @@ fn run(args: Args) -> Result<Outcome> {
                 "replicates",
                 "sample-ratio",
                 "strict-env",
+                "base-ref",
                 "prebuilt",
             ])?;
             let sample_ratio = ratio(&args)?;
@@ -142,9 +145,45 @@ fn run(args: Args) -> Result<Outcome> {
                 replicates: args.number("replicates")?,
                 sample_ratio,
                 strict_env: args.flags.contains_key("strict-env"),
+                base_ref: args.get("base-ref"),
                 prebuilt: args.get("prebuilt").map(PathBuf::from),
             };
             bench_all::run(&layout, &opts)
+        }
+        "ci" => {
+            args.allow(&["base-ref", "profile", "filter", "sample-ratio", "prebuilt"])?;
+            // The pull-request gate: head against the base ref, measured interleaved on this
+            // machine, then the overhead instrument on the critical paths. Both always run, so
+            // the report has both answers; either failing fails the job.
+            let profile = args.get("profile").or_else(|| Some("pr".to_owned()));
+            let sample_ratio = ratio(&args)?;
+            let prebuilt = args.get("prebuilt").map(PathBuf::from);
+            let ab = bench_all::run(
+                &layout,
+                &bench_all::Options {
+                    profile: profile.clone(),
+                    filter: args.get("filter"),
+                    sample_ratio,
+                    base_ref: args.get("base-ref"),
+                    prebuilt: prebuilt.clone(),
+                    ..Default::default()
+                },
+            )?;
+            let overhead = otel_overhead::run(
+                &layout,
+                &otel_overhead::Options {
+                    profile,
+                    filter: args.get("filter"),
+                    sample_ratio,
+                    max_blocks: None,
+                    prebuilt,
+                },
+            )?;
+            Ok(if ab == Outcome::Fail || overhead == Outcome::Fail {
+                Outcome::Fail
+            } else {
+                Outcome::Pass
+            })
         }
         "otel-overhead" => {
             args.allow(&[

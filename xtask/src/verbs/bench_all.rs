@@ -35,8 +35,9 @@ use crate::verdict::{self, NotMeasured, OTEL, Outcome, PLAIN};
 /// The feature matrix: variant name and the cargo features it is built with.
 pub const VARIANTS: [(&str, &[&str]); 2] = [(PLAIN, &[]), (OTEL, &["otel"])];
 
-/// The git ref under target/perf/criterion/ this run measures.
+/// The folders under target/perf/criterion/ of the two sides.
 const HEAD_REF: &str = "head";
+const BASE_REF: &str = "base";
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -46,6 +47,8 @@ pub struct Options {
     pub replicates: Option<u32>,
     pub sample_ratio: Option<f64>,
     pub strict_env: bool,
+    /// Measure this git ref beside the working tree, interleaved (built in a worktree).
+    pub base_ref: Option<String>,
     /// Use executables from DIR/<variant>/ (and DIR/otlp-receiver) instead of building them.
     pub prebuilt: Option<PathBuf>,
 }
@@ -102,14 +105,31 @@ pub fn parse_artifacts(stdout: &str, kind: &str) -> Vec<(String, PathBuf)> {
 
 /// Builds the bench executables of one variant in its own target directory.
 pub fn build(layout: &Layout, variant: &'static str, features: &[&str]) -> Result<Vec<Executable>> {
+    build_in(
+        layout,
+        &layout.root,
+        &layout.build_dir(variant),
+        variant,
+        features,
+    )
+}
+
+/// Builds the bench executables of the workspace at `dir` into `target_dir`.
+pub fn build_in(
+    layout: &Layout,
+    dir: &Path,
+    target_dir: &Path,
+    variant: &'static str,
+    features: &[&str],
+) -> Result<Vec<Executable>> {
     let sh = shell(layout)?;
+    sh.change_dir(dir);
     let cargo = cargo();
     let feature_args: Vec<String> = if features.is_empty() {
         Vec::new()
     } else {
         vec!["--features".to_owned(), features.join(",")]
     };
-    let target_dir = layout.build_dir(variant);
     eprintln!("building the {variant} benches in {}", target_dir.display());
     let shown = feature_args.join(" ");
     let out = cmd!(
@@ -688,6 +708,78 @@ pub(crate) fn prepare(
     Ok((plan, listed_all))
 }
 
+/// The base side of an A/B run: `git_ref` checked out in a worktree under target/perf/worktree,
+/// its plain benches built into their own target directory, checked and listed; it measures the
+/// ids the head side selected that it also has.
+fn prepare_base(
+    layout: &Layout,
+    git_ref: &str,
+    prebuilt_dir: Option<&Path>,
+    head_selected: &BTreeSet<String>,
+) -> Result<(Plan, Git)> {
+    let (exes, git) = match prebuilt_dir {
+        Some(dir) => (
+            prebuilt(&dir.join(BASE_REF), PLAIN)?,
+            Git {
+                commit: None,
+                dirty: false,
+            },
+        ),
+        None => {
+            let sh = shell(layout)?;
+            let tree = layout.perf().join("worktree").join(BASE_REF);
+            let _ = cmd!(sh, "git worktree remove --force {tree}")
+                .quiet()
+                .ignore_stderr()
+                .run();
+            let _ = cmd!(sh, "git worktree prune").quiet().run();
+            let out = cmd!(sh, "git worktree add --detach {tree} {git_ref}")
+                .quiet()
+                .ignore_status()
+                .output()
+                .map_err(|e| Error::Command {
+                    command: "git worktree add".into(),
+                    detail: e.to_string(),
+                    help: "is git on PATH?".into(),
+                })?;
+            if !out.status.success() {
+                return Err(Error::Command {
+                    command: format!("git worktree add --detach {} {git_ref}", tree.display()),
+                    detail: tail(&String::from_utf8_lossy(&out.stderr), 10),
+                    help: format!(
+                        "fetch the ref first (`git fetch origin {git_ref}`), with history (`fetch-depth: 0` in CI)"
+                    ),
+                });
+            }
+            let commit = cmd!(sh, "git -C {tree} rev-parse HEAD").quiet().read().ok();
+            eprintln!("base {git_ref} checked out at {}", tree.display());
+            let exes = build_in(layout, &tree, &layout.build_dir("base-plain"), PLAIN, &[])?;
+            (
+                exes,
+                Git {
+                    commit,
+                    dirty: false,
+                },
+            )
+        }
+    };
+    let mut plan = Plan {
+        by_name: BTreeMap::new(),
+    };
+    for exe in exes {
+        check_variant(&exe.path, exe.variant)?;
+        let ids: BTreeSet<String> = list(&exe.path, None)?
+            .into_iter()
+            .filter(|id| head_selected.contains(id))
+            .collect();
+        plan.by_name
+            .entry(exe.name.clone())
+            .or_default()
+            .insert(exe.variant, (exe, ids));
+    }
+    Ok((plan, git))
+}
+
 /// Starts the OTLP receiver when some otel-variant process will run.
 pub(crate) fn start_receiver(
     layout: &Layout,
@@ -723,6 +815,13 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     let sample_ratio = sample_ratio(opts.sample_ratio, &policy)?;
     let replicates = opts.replicates.unwrap_or(profile.replicates).max(1);
     let max_replicates = profile.max_replicates.max(replicates);
+    if opts.against.is_some() && opts.base_ref.is_some() {
+        return Err(Error::input(
+            "flags --against and --base-ref",
+            "compare with a saved run or with a git ref, not both",
+            "drop one of them",
+        ));
+    }
     // Fail on a missing or foreign baseline before spending minutes building.
     let base = match &opts.against {
         Some(name) => {
@@ -732,6 +831,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         None => None,
     };
     let environment = environment(layout);
+    let env_for_base = environment.clone();
     if let Some((b, path)) = &base
         && opts.strict_env
         && !b.environment.same_machine(&environment)
@@ -773,6 +873,29 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     );
     let name = run.name.clone();
 
+    // A/B: the base ref's plain benches, measured interleaved with the head's.
+    let mut ab = match &opts.base_ref {
+        Some(git_ref) => {
+            let (base_plan, base_git) =
+                prepare_base(layout, git_ref, opts.prebuilt.as_deref(), &selected_any)?;
+            let mut base_run = new_run(
+                layout,
+                &profile_name,
+                &profile,
+                sample_ratio,
+                env_for_base,
+                None,
+            );
+            base_run.name = format!("{name}-base");
+            base_run.git = base_git;
+            base_run.variants.remove(OTEL);
+            run.against = Some(base_run.name.clone());
+            Some((base_plan, base_run))
+        }
+        None => None,
+    };
+    let _ = std::fs::remove_dir_all(layout.criterion_root(BASE_REF));
+
     let _ = std::fs::remove_dir_all(layout.criterion_root(HEAD_REF));
     let mut runner = Runner {
         layout,
@@ -782,14 +905,43 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         endpoint: receiver.as_ref().map(|r| r.endpoint.clone()),
         started: Instant::now(),
         done: 0,
-        total: plan.processes(None) * replicates as usize,
+        total: (plan.processes(None) + ab.as_ref().map_or(0, |(p, _)| p.processes(None)))
+            * replicates as usize,
+    };
+    // Head and base alternate B H H B …; within the head, variants alternate P O O P ….
+    let measure = |runner: &mut Runner,
+                   run: &mut RunFile,
+                   ab: &mut Option<(Plan, RunFile)>,
+                   rep: u32,
+                   only: Option<&BTreeSet<String>>|
+     -> Result<()> {
+        let Some((base_plan, base_run)) = ab.as_mut() else {
+            return runner.replicate(run, &plan, rep, only);
+        };
+        for side in if rep.is_multiple_of(2) {
+            [BASE_REF, HEAD_REF]
+        } else {
+            [HEAD_REF, BASE_REF]
+        } {
+            runner.git_ref = side;
+            if side == BASE_REF {
+                runner.replicate(base_run, base_plan, rep, only)?;
+            } else {
+                runner.replicate(run, &plan, rep, only)?;
+            }
+        }
+        runner.git_ref = HEAD_REF;
+        Ok(())
     };
     for rep in 0..replicates {
-        runner.replicate(&mut run, &plan, rep, None)?;
+        measure(&mut runner, &mut run, &mut ab, rep, None)?;
     }
-    let base_run = base.as_ref().map(|b| &b.0);
+    let judge = |run: &RunFile, ab: &Option<(Plan, RunFile)>| {
+        let base_run = ab.as_ref().map(|(_, r)| r).or(base.as_ref().map(|b| &b.0));
+        verdict::judge(&policy, run, base_run, &today)
+    };
     let mut reps = replicates;
-    let mut j = verdict::judge(&policy, &run, base_run, &today);
+    let mut j = judge(&run, &ab);
     while reps < max_replicates {
         let noisy = j.noisy_ids();
         if noisy.is_empty() {
@@ -800,10 +952,12 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             noisy.len(),
             reps + 1
         );
-        runner.total = runner.done + plan.processes(Some(&noisy));
-        runner.replicate(&mut run, &plan, reps, Some(&noisy))?;
+        runner.total = runner.done
+            + plan.processes(Some(&noisy))
+            + ab.as_ref().map_or(0, |(p, _)| p.processes(Some(&noisy)));
+        measure(&mut runner, &mut run, &mut ab, reps, Some(&noisy))?;
         reps += 1;
-        j = verdict::judge(&policy, &run, base_run, &today);
+        j = judge(&run, &ab);
     }
     drop(receiver);
 
@@ -828,6 +982,14 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     let run_path = layout.runs().join(format!("{name}.json"));
     run.save(&run_path)?;
     run.save(&layout.latest_run())?;
+    let base = match ab {
+        Some((_, base_run)) => {
+            let path = layout.runs().join(format!("{}.json", base_run.name));
+            base_run.save(&path)?;
+            Some((base_run, path))
+        }
+        None => base,
+    };
     let p = Provenance::new(
         &run,
         run_path.display().to_string(),

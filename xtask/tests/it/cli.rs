@@ -403,3 +403,58 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn ci_measures_the_base_ref_interleaved_and_gates_on_it() {
+    for (base_ns, want) in [(1000.0, 0), (700.0, 1)] {
+        let ws = fake_workspace("otel", true);
+        let pre = ws.path().join("prebuilt");
+        std::fs::create_dir_all(pre.join("base/plain")).unwrap();
+        fake_bench(
+            &pre.join("base/plain/fake_bench"),
+            "plain",
+            &["fake/op", "fake/other"],
+            base_ns,
+            true,
+        );
+        let out = xtask(
+            ws.path(),
+            &[
+                "ci",
+                "--base-ref",
+                "main",
+                "--profile",
+                "standard",
+                "--prebuilt",
+                pre.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            code(&out),
+            want,
+            "base at {base_ns} ns: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+        // Base and head alternate: B H H B.
+        let err = stderr(&out);
+        assert!(
+            ws.path()
+                .join("target/perf/criterion/base/plain/1/fake_bench/fake/op/new/sample.json")
+                .is_file(),
+            "{err}"
+        );
+        let run =
+            xtask::run::RunFile::load(&ws.path().join("target/perf/runs/latest.json")).unwrap();
+        let base_name = run.against.clone().unwrap();
+        let base = xtask::run::RunFile::load(
+            &ws.path().join(format!("target/perf/runs/{base_name}.json")),
+        )
+        .unwrap();
+        assert_eq!(base.estimates("fake/op", "plain").len(), 2);
+        assert!(
+            ws.path().join("target/perf/otel-overhead.md").is_file(),
+            "ci also runs the overhead instrument"
+        );
+    }
+}
