@@ -136,7 +136,7 @@ pub fn build_in(
         sh,
         "{cargo} bench -p market-benches --no-run --message-format=json {feature_args...}"
     )
-    .env("CARGO_TARGET_DIR", &target_dir)
+    .env("CARGO_TARGET_DIR", target_dir)
     .quiet()
     .ignore_status()
     .output()
