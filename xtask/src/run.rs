@@ -102,6 +102,9 @@ pub struct SideData {
     pub p95: Option<f64>,
     pub p99: Option<f64>,
     pub max: Option<f64>,
+    /// Mean of the single operations, ns.
+    #[serde(default)]
+    pub mean: Option<f64>,
     pub count: u64,
     #[serde(default)]
     pub memory: Option<Memory>,

@@ -141,3 +141,21 @@ fn folding_a_process_reads_side_data_and_refuses_the_wrong_variant() {
         "{err}"
     );
 }
+
+/// The side-data format market-benches documents (benches/src/side.rs), verbatim.
+#[test]
+fn reads_the_side_data_the_benches_write() {
+    let text = r#"{ "id": "search_basic", "variant": "plain", "unit": "ns", "count": 2000,
+      "p50": 27000, "p95": 61000, "p99": 90000, "max": 250000, "mean": 31000.5,
+      "memory": { "bytes_per_peer": 1048576, "peak_bytes": 104857600 },
+      "kademlia": { "requests_per_lookup": 6.2, "dials_per_lookup": 1.4 } }"#;
+    let side: xtask::run::SideData = serde_json::from_str(text).unwrap();
+    assert_eq!(side.p99, Some(90000.0));
+    assert_eq!(side.mean, Some(31000.5));
+    assert_eq!(side.memory.unwrap().bytes_per_peer, 1048576.0);
+    assert_eq!(side.variant.as_deref(), Some("plain"));
+    // Too few operations for percentiles: the fields are absent.
+    let small: xtask::run::SideData =
+        serde_json::from_str(r#"{"id": "x", "variant": "otel", "unit": "ns", "count": 50, "p50": 10, "max": 20, "mean": 11.0}"#).unwrap();
+    assert_eq!((small.p95, small.p99), (None, None));
+}
