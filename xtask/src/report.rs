@@ -24,6 +24,8 @@ pub struct Provenance {
     pub base_environment: Option<crate::run::Environment>,
     pub replicates: Vec<(String, usize)>,
     pub sample_ratio: f64,
+    /// Processes (bench × replicate) with fewer than 10 samples: shown, never compared.
+    pub incomparable: usize,
     /// Criterion HTML report folders, relative to the workspace root.
     pub html_reports: Vec<String>,
 }
@@ -63,6 +65,12 @@ impl Provenance {
                 .map(|v| (v.clone(), head.replicate_count(v)))
                 .collect(),
             sample_ratio: head.sample_ratio,
+            incomparable: head
+                .benches
+                .values()
+                .flat_map(|b| b.variants.values().flatten())
+                .filter(|r| !r.comparable)
+                .count(),
             html_reports: html,
         }
     }
@@ -540,6 +548,15 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
     )
     .ok();
     writeln!(out, "- OTEL sampler ratio: {}", p.sample_ratio).ok();
+    if p.incomparable > 0 {
+        writeln!(
+            out,
+            "- {} bench processes had fewer than {} samples: shown, never used in a comparison",
+            p.incomparable,
+            crate::criterion::MIN_SAMPLES
+        )
+        .ok();
+    }
     for c in &p.commands {
         writeln!(out, "- command: `{c}`").ok();
     }
