@@ -153,6 +153,13 @@ pub struct Profile {
     pub exclude: Vec<String>,
     /// Whether statistics gate this profile (quick does not: it is a smoke test).
     pub gated: bool,
+    /// A bench process still running after this long is killed and the run fails (exit 2).
+    #[serde(default = "default_process_timeout")]
+    pub process_timeout_minutes: f64,
+}
+
+fn default_process_timeout() -> f64 {
+    30.0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -275,6 +282,9 @@ impl Policy {
         }
         for (name, p) in &self.profiles {
             let key = format!("profiles.{name}");
+            if p.process_timeout_minutes.is_nan() || p.process_timeout_minutes <= 0.0 {
+                return Err(self.bad(format!("{key}.process_timeout_minutes"), "must be positive"));
+            }
             if p.replicates == 0 || p.max_replicates < p.replicates {
                 return Err(self.bad(
                     format!("{key}.replicates"),

@@ -280,6 +280,41 @@ pub fn exact_regex(ids: &BTreeSet<String>) -> String {
     format!("^(?:{})$", escaped.join("|"))
 }
 
+/// Runs a process to completion, killing it after `minutes`: a hung bench must not hang the gate.
+/// The child is waited for on a helper thread, so the timeout is a channel deadline, not polling.
+fn run_with_timeout(
+    mut c: Command,
+    minutes: f64,
+    what: &dyn Fn() -> String,
+) -> Result<std::process::ExitStatus> {
+    let mut child = c
+        .spawn()
+        .map_err(|e| Error::input(what(), format!("cannot run: {e}"), "rebuild the benches"))?;
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let limit = Duration::from_secs_f64(minutes * 60.0);
+    let waited = match rx.recv_timeout(limit) {
+        Ok(status) => status,
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            let _ = rx.recv();
+            return Err(Error::Command {
+                command: what(),
+                detail: format!("still running after {minutes} minutes; killed"),
+                help: "a bench hangs or the profile's windows are too long for it; see process.log, or raise process_timeout_minutes in the policy".to_owned(),
+            });
+        }
+    };
+    waited.map_err(|e| Error::Command {
+        command: what(),
+        detail: e.to_string(),
+        help: "rerun; the process could not be waited for".to_owned(),
+    })
+}
+
 /// The OTLP receiver process, killed when dropped.
 pub struct Receiver {
     child: Child,
@@ -554,18 +589,28 @@ impl Runner<'_> {
             c.env("OTEL_BSP_SCHEDULE_DELAY", "200")
                 .env("MARKET_OTEL_SAMPLE_RATIO", self.sample_ratio.to_string());
         }
-        let out = c.output().map_err(|e| {
-            Error::input(
-                format!("bench executable {}", exe.path.display()),
-                format!("cannot run: {e}"),
-                "rebuild the benches",
-            )
-        })?;
+        // Output goes straight to a log beside the results, readable while the bench runs.
         let log = dir.join("process.log");
-        let mut text = out.stdout.clone();
-        text.extend_from_slice(&out.stderr);
-        crate::error::write_atomic(&log, &text)?;
-        if !out.status.success() {
+        let file = std::fs::File::create(&log).map_err(|source| Error::Write {
+            path: log.clone(),
+            source,
+        })?;
+        let file2 = file.try_clone().map_err(|source| Error::Write {
+            path: log.clone(),
+            source,
+        })?;
+        c.stdout(file).stderr(file2);
+        let what = || {
+            format!(
+                "{} --bench … (replicate {}, {})",
+                exe.path.display(),
+                replicate + 1,
+                exe.variant
+            )
+        };
+        let status = run_with_timeout(c, self.profile.process_timeout_minutes, &what)?;
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        if !status.success() {
             return Err(Error::Command {
                 command: format!(
                     "{} --bench … (replicate {}, {})",
@@ -573,11 +618,7 @@ impl Runner<'_> {
                     replicate + 1,
                     exe.variant
                 ),
-                detail: format!(
-                    "{}\n{}",
-                    out.status,
-                    tail(&String::from_utf8_lossy(&out.stderr), 20)
-                ),
+                detail: format!("{status}\n{}", tail(&output, 20)),
                 help: format!("the full output is in {}", log.display()),
             });
         }

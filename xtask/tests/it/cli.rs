@@ -458,3 +458,32 @@ fn ci_measures_the_base_ref_interleaved_and_gates_on_it() {
         );
     }
 }
+
+#[test]
+fn a_hung_bench_process_is_killed_after_the_profile_timeout() {
+    let ws = fake_workspace("otel", true);
+    let policy = SMALL_POLICY.replace(
+        "gated = true",
+        "gated = true\nprocess_timeout_minutes = 0.01",
+    );
+    std::fs::write(ws.path().join("baselines/policy.toml"), policy).unwrap();
+    let hung = ws.path().join("prebuilt/plain/fake_bench");
+    std::fs::write(
+        &hung,
+        "#!/bin/sh\nif [ -n \"$MARKET_BENCH_VARIANT_CHECK\" ]; then echo 'market-bench-variant: plain'; exit 0; fi\n\
+         if [ \"$1\" = \"--list\" ]; then echo 'fake/op: benchmark'; echo 'fake/other: benchmark'; exit 0; fi\nexec sleep 60\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = bench_all(ws.path(), &[]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "killed at the deadline, not after the sleep"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("plain/fake_bench") && err.contains("killed"),
+        "{err}"
+    );
+}
