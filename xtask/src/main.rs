@@ -18,7 +18,8 @@ verbs:
                                  measure both variants (OTEL off and on), check, report
   ci [--base-ref REF] [--profile P] [--filter REGEX] [--sample-ratio R] [--prebuilt DIR]
                                  the PR gate: bench-all --base-ref REF (profile pr), then otel-overhead
-  otel-overhead [--profile P] [--filter REGEX] [--sample-ratio R] [--max-blocks N] [--prebuilt DIR]
+  otel-overhead [--profile P] [--filter REGEX] [--sample-ratio R] [--max-blocks N] [--worst-case]
+                [--prebuilt DIR]
                                  critical paths, OTEL off vs on, ABBA blocks until the CI is tight
   compare OLD NEW [--strict-env] judge two saved runs (names or paths)
   baseline save NAME [--from RUN] [--force] | baseline list | baseline show NAME
@@ -35,7 +36,7 @@ struct Args {
     flags: BTreeMap<String, String>,
 }
 
-const SWITCHES: &[&str] = &["force", "strict-env", "help"];
+const SWITCHES: &[&str] = &["force", "strict-env", "worst-case", "help"];
 
 fn parse(raw: Vec<String>) -> Result<Args> {
     let mut it = raw.into_iter();
@@ -151,7 +152,14 @@ fn run(args: Args) -> Result<Outcome> {
             bench_all::run(&layout, &opts)
         }
         "ci" => {
-            args.allow(&["base-ref", "profile", "filter", "sample-ratio", "prebuilt"])?;
+            args.allow(&[
+                "base-ref",
+                "profile",
+                "filter",
+                "sample-ratio",
+                "worst-case",
+                "prebuilt",
+            ])?;
             // The pull-request gate: head against the base ref, measured interleaved on this
             // machine, then the overhead instrument on the critical paths. Both always run, so
             // the report has both answers; either failing fails the job.
@@ -176,6 +184,7 @@ fn run(args: Args) -> Result<Outcome> {
                     filter: args.get("filter"),
                     sample_ratio,
                     max_blocks: None,
+                    worst_case: args.flags.contains_key("worst-case"),
                     prebuilt,
                 },
             )?;
@@ -191,6 +200,7 @@ fn run(args: Args) -> Result<Outcome> {
                 "filter",
                 "sample-ratio",
                 "max-blocks",
+                "worst-case",
                 "prebuilt",
             ])?;
             let opts = otel_overhead::Options {
@@ -198,6 +208,7 @@ fn run(args: Args) -> Result<Outcome> {
                 filter: args.get("filter"),
                 sample_ratio: ratio(&args)?,
                 max_blocks: args.number("max-blocks")?,
+                worst_case: args.flags.contains_key("worst-case"),
                 prebuilt: args.get("prebuilt").map(PathBuf::from),
             };
             otel_overhead::run(&layout, &opts)

@@ -16,6 +16,48 @@ use crate::report::{self, Provenance};
 use crate::verdict::{self, Outcome, Status};
 
 const REF: &str = "overhead";
+const WORST_REF: &str = "overhead-ratio1";
+
+/// ABBA blocks until every critical path's CI is tight (at least two blocks), the time cap passes
+/// or `max_blocks` are done; returns the check and the paths still too wide ("inconclusive").
+fn blocks(
+    runner: &mut Runner,
+    plan: &bench_all::Plan,
+    run: &mut crate::run::RunFile,
+    policy: &Policy,
+    cap: Duration,
+    max_blocks: usize,
+) -> Result<(verdict::OverheadCheck, BTreeSet<String>)> {
+    let target = policy.overhead.ci_half_width;
+    let mut blocks = 0usize;
+    loop {
+        // Replicates 2b (P O) and 2b + 1 (O P) form block b: P O O P.
+        runner.replicate(run, plan, 2 * blocks as u32, None)?;
+        runner.replicate(run, plan, 2 * blocks as u32 + 1, None)?;
+        blocks += 1;
+        let check = verdict::overhead(policy, run, true, 2);
+        let critical = check.rows.iter().filter(|r| r.critical).count();
+        let wide: BTreeSet<String> = check
+            .rows
+            .iter()
+            .filter(|r| r.critical && r.overhead.is_none_or(|o| o.half_width() > target))
+            .map(|r| r.id.clone())
+            .collect();
+        eprintln!(
+            "block {blocks} (sampler ratio {}): {} of {critical} critical paths within ±{:.1} points",
+            runner.sample_ratio,
+            critical - wide.len(),
+            target * 100.0
+        );
+        if (blocks >= 2 && wide.is_empty())
+            || runner.started.elapsed() >= cap
+            || blocks >= max_blocks
+        {
+            return Ok((check, wide));
+        }
+        runner.total = runner.done + plan.processes(None) * 4;
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -24,6 +66,8 @@ pub struct Options {
     pub filter: Option<String>,
     pub sample_ratio: Option<f64>,
     pub max_blocks: Option<usize>,
+    /// Also measure at sampler ratio 1.0 (every span sampled), reported beside the budgets.
+    pub worst_case: bool,
     pub prebuilt: Option<PathBuf>,
 }
 
@@ -65,50 +109,48 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     let _ = std::fs::remove_dir_all(layout.criterion_root(REF));
     let cap = Duration::from_secs_f64(policy.overhead.time_cap_minutes * 60.0);
     let max_blocks = opts.max_blocks.unwrap_or(usize::MAX).max(2);
-    let started = Instant::now();
     let mut runner = Runner {
         layout,
         git_ref: REF,
         profile: &profile,
         sample_ratio,
         endpoint: receiver.as_ref().map(|r| r.endpoint.clone()),
-        started,
+        started: Instant::now(),
         done: 0,
         total: plan.processes(None) * 4 * 2,
     };
     let target = policy.overhead.ci_half_width;
-    let mut blocks = 0usize;
-    let (check, inconclusive) = loop {
-        // Replicates 2b (P O) and 2b + 1 (O P) form block b: P O O P.
-        runner.replicate(&mut run, &plan, 2 * blocks as u32, None)?;
-        runner.replicate(&mut run, &plan, 2 * blocks as u32 + 1, None)?;
-        blocks += 1;
-        let check = verdict::overhead(&policy, &run, true, 2);
-        let wide: BTreeSet<String> = check
-            .rows
-            .iter()
-            .filter(|r| r.critical && r.overhead.is_none_or(|o| o.half_width() > target))
-            .map(|r| r.id.clone())
-            .collect();
-        eprintln!(
-            "block {blocks}: {} of {} critical paths within ±{:.1} points",
-            check.rows.iter().filter(|r| r.critical).count() - wide.len(),
-            check.rows.iter().filter(|r| r.critical).count(),
-            target * 100.0
+    let (check, inconclusive) = blocks(&mut runner, &plan, &mut run, &policy, cap, max_blocks)?;
+    // The worst case: every span sampled. Information beside the budgeted figures.
+    let worst = if opts.worst_case && sample_ratio < 1.0 {
+        let mut worst_run = bench_all::new_run(
+            layout,
+            &profile_name,
+            &profile,
+            1.0,
+            run.environment.clone(),
+            None,
         );
-        if blocks >= 2 && wide.is_empty() {
-            break (check, wide);
-        }
-        if started.elapsed() >= cap || blocks >= max_blocks {
-            break (check, wide);
-        }
-        runner.total = runner.done + plan.processes(None) * 4;
+        worst_run.name = format!("{}-ratio1", run.name);
+        runner.sample_ratio = 1.0;
+        runner.git_ref = WORST_REF;
+        runner.started = Instant::now();
+        let _ = std::fs::remove_dir_all(layout.criterion_root(WORST_REF));
+        let (c, _) = blocks(&mut runner, &plan, &mut worst_run, &policy, cap, max_blocks)?;
+        worst_run.save(&layout.runs().join(format!("{}.json", worst_run.name)))?;
+        Some(c)
+    } else {
+        None
     };
     drop(receiver);
     let run_path = layout.runs().join(format!("{}-overhead.json", run.name));
     run.save(&run_path)?;
     let p = Provenance::new(&run, run_path.display().to_string(), None);
-    let md = report::overhead_markdown(&check, &inconclusive, target, &p);
+    let mut md = report::overhead_markdown(&check, &inconclusive, target, &p);
+    if let Some(w) = &worst {
+        md.push_str("\n## Worst case: sampler ratio 1.0 (information)\n\n");
+        md.push_str(&report::overhead_terminal(w, &BTreeSet::new()).replace('\n', "  \n"));
+    }
     let out = layout.perf().join("otel-overhead.md");
     error::write_atomic(&out, md.as_bytes())?;
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {

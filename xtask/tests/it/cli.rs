@@ -377,12 +377,33 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
     );
     // Identical processes: the CI is tight after the minimum of two blocks (8 processes).
     assert!(
-        stderr(&out).contains("block 2:") && !stderr(&out).contains("block 3:"),
+        stderr(&out).contains("block 2 (") && !stderr(&out).contains("block 3 ("),
         "{}",
         stderr(&out)
     );
     let md = std::fs::read_to_string(ws.path().join("target/perf/otel-overhead.md")).unwrap();
     assert!(md.contains("| `fake/op` | +3.0 %"), "{md}");
+
+    // The worst case (every span sampled) is measured after, and reported beside the budgets.
+    let out = xtask(
+        ws.path(),
+        &[
+            "otel-overhead",
+            "--profile",
+            "standard",
+            "--worst-case",
+            "--prebuilt",
+            pre.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sampler ratio 1)"),
+        "{}",
+        stderr(&out)
+    );
+    let md = std::fs::read_to_string(ws.path().join("target/perf/otel-overhead.md")).unwrap();
+    assert!(md.contains("## Worst case: sampler ratio 1.0"), "{md}");
 
     let ws = fake_workspace_with("otel", true, 1200.0);
     let pre = ws.path().join("prebuilt");
