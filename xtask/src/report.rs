@@ -732,7 +732,7 @@ pub fn pr_comment(j: &Judgement, p: &Provenance) -> String {
         )
         .ok();
     }
-    let budget = PR_COMMENT_LIMIT - out.len() - footer.len() - 200;
+    let budget = PR_COMMENT_LIMIT.saturating_sub(out.len() + footer.len() + 200);
     if notable.len() > budget {
         let mut cut = budget;
         while !notable.is_char_boundary(cut) {

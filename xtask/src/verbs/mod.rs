@@ -45,6 +45,10 @@ pub fn now_utc() -> (String, String) {
 /// Writes report.md, report.json and pr-comment.md, appends to `$GITHUB_STEP_SUMMARY` when set,
 /// prints near-violations to stderr and the summary to stdout, and returns the outcome.
 pub fn finish(layout: &Layout, j: &Judgement, p: &Provenance) -> Result<Outcome> {
+    // Link only the HTML reports Criterion wrote (profiles with --noplot write none).
+    let mut p = p.clone();
+    p.html_reports.retain(|h| layout.perf().join(h).is_file());
+    let p = &p;
     let md = render::markdown(j, p);
     error::write_atomic(&layout.report_md(), md.as_bytes())?;
     error::write_atomic(&layout.report_json(), render::json(j, p).as_bytes())?;
