@@ -103,6 +103,14 @@ pub fn parse_artifacts(stdout: &str, kind: &str) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
+/// Whether cargo's JSON messages end with a successful `build-finished`.
+pub fn build_succeeded(stdout: &str) -> bool {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| v["reason"] == "build-finished" && v["success"] == true)
+}
+
 /// Builds the bench executables of one variant in its own target directory.
 pub fn build(layout: &Layout, variant: &'static str, features: &[&str]) -> Result<Vec<Executable>> {
     build_in(
@@ -132,27 +140,30 @@ pub fn build_in(
     };
     eprintln!("building the {variant} benches in {}", target_dir.display());
     let shown = feature_args.join(" ");
-    let out = cmd!(
+    // stdout carries cargo's JSON messages; stderr (progress, compiler errors) goes to the user,
+    // because a build is a long step. Success is cargo's own `build-finished` message.
+    let stdout = cmd!(
         sh,
         "{cargo} bench -p market-benches --no-run --message-format=json {feature_args...}"
     )
     .env("CARGO_TARGET_DIR", target_dir)
     .quiet()
     .ignore_status()
-    .output()
+    .read()
     .map_err(|e| Error::Command {
         command: "cargo bench --no-run".into(),
         detail: e.to_string(),
         help: "is cargo on PATH?".into(),
     })?;
-    if !out.status.success() {
+    if !build_succeeded(&stdout) {
         return Err(Error::Command {
             command: format!("cargo bench -p market-benches --no-run {shown}"),
-            detail: tail(&String::from_utf8_lossy(&out.stderr), 30),
-            help: "fix the build error above; the gate measures only what compiles".into(),
+            detail: "the build failed".into(),
+            help: "fix the compiler errors printed above; the gate measures only what compiles"
+                .into(),
         });
     }
-    let exes: Vec<Executable> = parse_artifacts(&String::from_utf8_lossy(&out.stdout), "bench")
+    let exes: Vec<Executable> = parse_artifacts(&stdout, "bench")
         .into_iter()
         .map(|(name, path)| Executable {
             name,
@@ -391,7 +402,7 @@ fn build_receiver(layout: &Layout) -> Result<PathBuf> {
         _ => Err(Error::Command {
             command: "cargo build -p market-telemetry --bin otlp-receiver --features receiver".into(),
             detail: tail(&String::from_utf8_lossy(&out.stderr), 20),
-            help: "the otel variant needs the OTLP receiver binary of market-telemetry; fix its build, or measure with --filter on plain-only benches".into(),
+            help: "the otel variant exports to the OTLP receiver binary of market-telemetry (feature `receiver`); fix its build".into(),
         }),
     }
 }

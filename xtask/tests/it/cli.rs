@@ -508,3 +508,25 @@ fn a_hung_bench_process_is_killed_after_the_profile_timeout() {
         "{err}"
     );
 }
+
+/// Lines cargo 1.95 printed for `cargo bench --no-run --message-format=json` of a crate with a
+/// library and a `harness = false` bench (trimmed): the library's test harness is an executable
+/// too, and must not be taken for a bench.
+#[test]
+fn bench_executables_are_read_from_cargo_messages() {
+    let stdout = r#"{"reason":"compiler-artifact","package_id":"path+file:///tmp/critfix#0.1.0","manifest_path":"/tmp/critfix/Cargo.toml","target":{"kind":["bench"],"crate_types":["bin"],"name":"fix","src_path":"/tmp/critfix/benches/fix.rs","edition":"2024","doc":false,"doctest":false,"test":false},"profile":{"opt_level":"3","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":true},"features":[],"filenames":["/tmp/critfix/target/release/deps/fix-6e74c3f52980ecde"],"executable":"/tmp/critfix/target/release/deps/fix-6e74c3f52980ecde","fresh":true}
+{"reason":"compiler-artifact","package_id":"path+file:///tmp/critfix#0.1.0","manifest_path":"/tmp/critfix/Cargo.toml","target":{"kind":["lib"],"crate_types":["lib"],"name":"critfix","src_path":"/tmp/critfix/src/lib.rs","edition":"2024","doc":true,"doctest":true,"test":true},"profile":{"opt_level":"3","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":true},"features":[],"filenames":["/tmp/critfix/target/release/deps/critfix-b71335d5be5ab7ed"],"executable":"/tmp/critfix/target/release/deps/critfix-b71335d5be5ab7ed","fresh":true}
+{"reason":"build-finished","success":true}"#;
+    let exes = xtask::verbs::bench_all::parse_artifacts(stdout, "bench");
+    assert_eq!(
+        exes,
+        [(
+            "fix".to_owned(),
+            std::path::PathBuf::from("/tmp/critfix/target/release/deps/fix-6e74c3f52980ecde")
+        )]
+    );
+    assert!(xtask::verbs::bench_all::build_succeeded(stdout));
+    assert!(!xtask::verbs::bench_all::build_succeeded(
+        &stdout.replace("\"success\":true", "\"success\":false")
+    ));
+}
