@@ -24,6 +24,7 @@ pub struct Provenance {
     pub base_environment: Option<crate::run::Environment>,
     pub replicates: Vec<(String, usize)>,
     pub sample_ratio: f64,
+    pub measurement_seconds: Option<f64>,
     /// Processes (bench × replicate) with fewer than 10 samples: shown, never compared.
     pub incomparable: usize,
     /// Criterion HTML report folders, relative to the workspace root.
@@ -65,6 +66,7 @@ impl Provenance {
                 .map(|v| (v.clone(), head.replicate_count(v)))
                 .collect(),
             sample_ratio: head.sample_ratio,
+            measurement_seconds: head.measurement_seconds,
             incomparable: head
                 .benches
                 .values()
@@ -548,6 +550,14 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
     )
     .ok();
     writeln!(out, "- OTEL sampler ratio: {}", p.sample_ratio).ok();
+    if let Some(secs) = p.measurement_seconds {
+        writeln!(
+            out,
+            "- measured in {:.1} minutes (build excluded)",
+            secs / 60.0
+        )
+        .ok();
+    }
     if p.incomparable > 0 {
         writeln!(
             out,

@@ -32,6 +32,9 @@ pub struct RunFile {
     /// The run this one was compared with when it was recorded, if any.
     #[serde(default)]
     pub against: Option<String>,
+    /// Wall-clock time of the measurement processes, build excluded.
+    #[serde(default)]
+    pub measurement_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

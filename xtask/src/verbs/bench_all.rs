@@ -718,6 +718,7 @@ pub(crate) fn new_run(
         commands,
         benches: BTreeMap::new(),
         against,
+        measurement_seconds: None,
     }
 }
 
@@ -1012,6 +1013,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         j = judge(&run, &ab);
     }
     drop(receiver);
+    run.measurement_seconds = Some(runner.started.elapsed().as_secs_f64());
 
     // Listed ids this run did not measure.
     let named = policy.named_ids();

@@ -124,6 +124,7 @@ fn empty_run(name: &str) -> RunFile {
         commands: Vec::new(),
         benches: BTreeMap::new(),
         against: None,
+        measurement_seconds: None,
     }
 }
 

@@ -100,6 +100,7 @@ pub fn empty_run(name: &str, profile: &str) -> RunFile {
         commands: vec!["cargo xtask bench-all".to_owned()],
         benches: BTreeMap::new(),
         against: None,
+        measurement_seconds: None,
     }
 }
 
