@@ -158,6 +158,7 @@ fn bench_all_measures_both_variants_interleaved_and_reports() {
         md.contains("## OTEL overhead") && md.contains("+3.0 %"),
         "{md}"
     );
+    assert!(md.contains("minutes (build excluded)"), "{md}");
     assert!(ws.path().join("target/perf/report.json").is_file());
     assert!(
         ws.path()
