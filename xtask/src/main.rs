@@ -172,7 +172,11 @@ fn run(args: Args) -> Result<Outcome> {
                     profile: profile.clone(),
                     filter: args.get("filter"),
                     sample_ratio,
-                    base_ref: args.get("base-ref"),
+                    base_ref: match (args.get("base-ref"), &prebuilt) {
+                        // Prebuilt executables stand for the base already.
+                        (Some(r), None) => Some(bench_all::merge_base(&layout, &r)?),
+                        (r, _) => r,
+                    },
                     prebuilt: prebuilt.clone(),
                     ..Default::default()
                 },

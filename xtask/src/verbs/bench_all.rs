@@ -833,6 +833,27 @@ fn prepare_base(
     Ok((plan, git))
 }
 
+/// The merge base of HEAD and `git_ref`: what a pull request is measured against, so that changes
+/// landed on the base branch since the branch point are not charged to the pull request.
+pub fn merge_base(layout: &Layout, git_ref: &str) -> Result<String> {
+    let sh = shell(layout)?;
+    cmd!(sh, "git merge-base HEAD {git_ref}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            Error::input(
+                format!("git ref `{git_ref}`"),
+                "has no merge base with HEAD",
+                format!(
+                    "fetch it with history (`git fetch origin {git_ref}`; `fetch-depth: 0` in CI)"
+                ),
+            )
+        })
+}
+
 /// Starts the OTLP receiver when some otel-variant process will run.
 pub(crate) fn start_receiver(
     layout: &Layout,
