@@ -1,1 +1,285 @@
-//! Shared bench helpers.
+//! Shared helpers of the marketplace's Criterion suites (DESIGN §7).
+//!
+//! Every bench executable
+//! - calls [`start`] first, which prints the variant it was compiled as (`plain` or `otel`) to
+//!   stderr, so the xtask can refuse a build whose features were unified into the wrong variant;
+//! - builds its `Criterion` with [`criterion`] (Criterion's own command-line flags are honoured);
+//! - registers benches through [`bench`] / [`bench_in`], which keep setup outside the timed region,
+//!   run the setup only when Criterion actually runs that bench (not for `--list` or filtered-out
+//!   ids), and, when `MARKET_PERF_OUT` is set, follow Criterion's measurement with the fixed-count
+//!   side-data pass of [`side`];
+//! - asks [`smoke`] whether it runs as a smoke test (`cargo test --benches`, `--test`), in which case
+//!   it shrinks its fixtures: a smoke run proves the bench works, it measures nothing.
+
+use std::time::Duration;
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
+
+pub mod fixtures;
+pub mod side;
+
+/// The variant this executable was compiled as: `otel` with the `otel` feature, else `plain`.
+pub fn variant() -> &'static str {
+    if cfg!(feature = "otel") {
+        "otel"
+    } else {
+        "plain"
+    }
+}
+
+/// Announces the bench executable and its variant on stderr. Call first thing in `main`.
+pub fn start(bench: &str) {
+    eprintln!("market-benches {bench}: variant {}", variant());
+}
+
+/// How Criterion was asked to run, read from the command line the same way Criterion reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `cargo bench`: measure.
+    Measure,
+    /// `cargo test --benches` or `--test`: run every bench once.
+    Smoke,
+    /// `--list`: print ids, run nothing.
+    List,
+    /// `--profile-time`: run under a profiler, no statistics.
+    Profile,
+}
+
+/// The mode of this process, from its arguments. Criterion treats a run without `--bench` (what
+/// `cargo test --benches` passes) as a test run, and so does this.
+pub fn mode() -> Mode {
+    mode_of(std::env::args().skip(1))
+}
+
+fn mode_of(args: impl IntoIterator<Item = String>) -> Mode {
+    let (mut bench, mut test, mut list, mut profile) = (false, false, false, false);
+    for a in args {
+        match a.as_str() {
+            "--bench" => bench = true,
+            "--test" => test = true,
+            "--list" => list = true,
+            _ if a == "--profile-time" || a.starts_with("--profile-time=") => profile = true,
+            _ => {}
+        }
+    }
+    if list {
+        Mode::List
+    } else if test || !bench {
+        Mode::Smoke
+    } else if profile {
+        Mode::Profile
+    } else {
+        Mode::Measure
+    }
+}
+
+/// True in smoke runs, where fixtures must stay small.
+pub fn smoke() -> bool {
+    mode() == Mode::Smoke
+}
+
+/// A fixture size: `full` when measuring, at most `cap` in a smoke run. Bench ids keep the full
+/// size; only the work behind them shrinks, and only when nothing is measured.
+pub fn size(full: usize, cap: usize) -> usize {
+    if smoke() { full.min(cap) } else { full }
+}
+
+/// Criterion configured from the command line (`--warm-up-time`, `--measurement-time`,
+/// `--sample-size`, filters, `--list`, `--test`, ...), which is how the xtask chooses profiles.
+pub fn criterion() -> Criterion {
+    Criterion::default().configure_from_args()
+}
+
+/// Benchmarks `op` as the whole-group id `id` (like `search_basic`).
+///
+/// `setup` runs once, outside any timed region, and only if Criterion runs this bench. After
+/// Criterion's measurement, [`side::percentiles`] times `side_count` single calls of `op` when
+/// `MARKET_PERF_OUT` is set.
+pub fn bench<S, R>(
+    c: &mut Criterion,
+    id: &str,
+    side_count: usize,
+    setup: impl FnOnce() -> S,
+    mut op: impl FnMut(&S) -> R,
+) {
+    let mut setup = Some(setup);
+    let mut state: Option<S> = None;
+    c.bench_function(id, |b| {
+        let s = state.get_or_insert_with(|| (setup.take().expect("setup runs once"))());
+        b.iter(|| op(s));
+    });
+    after_measurement(id, side_count, state.as_ref(), op);
+}
+
+/// The id of one bench inside a group: a function name, a parameter, or both
+/// (`group/function/parameter`).
+#[derive(Debug, Clone)]
+pub struct Id {
+    function: Option<String>,
+    parameter: Option<String>,
+}
+
+impl Id {
+    pub fn function(f: impl Into<String>) -> Id {
+        Id {
+            function: Some(f.into()),
+            parameter: None,
+        }
+    }
+    pub fn parameter(p: impl ToString) -> Id {
+        Id {
+            function: None,
+            parameter: Some(p.to_string()),
+        }
+    }
+    pub fn new(f: impl Into<String>, p: impl ToString) -> Id {
+        Id {
+            function: Some(f.into()),
+            parameter: Some(p.to_string()),
+        }
+    }
+
+    /// The full id under `group`, as Criterion writes it.
+    pub fn full(&self, group: &str) -> String {
+        [
+            Some(group),
+            self.function.as_deref(),
+            self.parameter.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("/")
+    }
+}
+
+/// [`bench`] for one member of a group.
+pub fn bench_in<S, R>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    group_name: &str,
+    id: Id,
+    side_count: usize,
+    setup: impl FnOnce() -> S,
+    mut op: impl FnMut(&S) -> R,
+) {
+    let full = id.full(group_name);
+    let mut setup = Some(setup);
+    let mut state: Option<S> = None;
+    register(group, id, |b| {
+        let s = state.get_or_insert_with(|| (setup.take().expect("setup runs once"))());
+        b.iter(|| op(s));
+    });
+    after_measurement(&full, side_count, state.as_ref(), op);
+}
+
+/// [`bench_in`] for operations that consume fresh input each time (an install into an empty
+/// directory, a cleanup of a freshly filled store): `input` prepares it outside the timed region,
+/// `op` is timed, and what `op` returns is dropped outside the timed region too.
+pub fn bench_batched_in<S, I, R>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    group_name: &str,
+    id: Id,
+    side_count: usize,
+    setup: impl FnOnce() -> S,
+    mut input: impl FnMut(&S) -> I,
+    mut op: impl FnMut(&S, I) -> R,
+) {
+    let full = id.full(group_name);
+    let mut setup = Some(setup);
+    let mut state: Option<S> = None;
+    register(group, id, |b| {
+        let s = state.get_or_insert_with(|| (setup.take().expect("setup runs once"))());
+        b.iter_batched(
+            || input(s),
+            |i| op(s, i),
+            criterion::BatchSize::PerIteration,
+        );
+    });
+    if let Some(s) = &state
+        && mode() == Mode::Measure
+    {
+        side::percentiles_batched(&full, side_count, || input(s), |i| op(s, i));
+    }
+}
+
+/// Registers `routine` under `id` in `group`, with the id parts Criterion records.
+fn register(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: Id,
+    routine: impl FnMut(&mut criterion::Bencher<'_>),
+) {
+    match (id.function, id.parameter) {
+        (Some(f), Some(p)) => group.bench_function(BenchmarkId::new(f, p), routine),
+        (Some(f), None) => group.bench_function(f, routine),
+        (None, Some(p)) => group.bench_function(BenchmarkId::from_parameter(p), routine),
+        (None, None) => group.bench_function(BenchmarkId::from_parameter(""), routine),
+    };
+}
+
+fn after_measurement<S, R>(
+    id: &str,
+    side_count: usize,
+    state: Option<&S>,
+    mut op: impl FnMut(&S) -> R,
+) {
+    // The state exists only if Criterion ran the routine; the side pass belongs to measuring runs.
+    if let Some(s) = state
+        && mode() == Mode::Measure
+    {
+        side::percentiles(id, side_count, || op(s));
+    }
+}
+
+/// A rough per-call cost, for choosing side-pass counts that fit a time budget: the median of a few
+/// timed calls.
+pub fn estimate<R>(mut op: impl FnMut() -> R) -> Duration {
+    let mut t: Vec<Duration> = (0..5)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            std::hint::black_box(op());
+            start.elapsed()
+        })
+        .collect();
+    t.sort();
+    t[2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn modes_follow_criterion_rules() {
+        assert_eq!(mode_of(args(&["--bench"])), Mode::Measure);
+        assert_eq!(mode_of(args(&[])), Mode::Smoke);
+        assert_eq!(mode_of(args(&["--bench", "--test"])), Mode::Smoke);
+        assert_eq!(mode_of(args(&["--bench", "--list"])), Mode::List);
+        assert_eq!(mode_of(args(&["--list"])), Mode::List);
+        assert_eq!(
+            mode_of(args(&["--bench", "--profile-time", "5"])),
+            Mode::Profile
+        );
+        assert_eq!(mode_of(args(&["--bench", "search_"])), Mode::Measure);
+    }
+
+    #[test]
+    fn ids_join_their_parts() {
+        assert_eq!(
+            Id::new("keyword_search", 100).full("search_performance"),
+            "search_performance/keyword_search/100"
+        );
+        assert_eq!(
+            Id::parameter(500).full("search_scaling"),
+            "search_scaling/500"
+        );
+        assert_eq!(
+            Id::function("stars").full("search_sorting"),
+            "search_sorting/stars"
+        );
+    }
+}

@@ -123,6 +123,35 @@ impl Catalogue {
         }
     }
 
+    /// The search documents [`Catalogue::docs`] would give, without signing anything: for search
+    /// fixtures, where signatures are never read and signing is most of the generation time.
+    pub fn generate_docs(config: &SynthConfig) -> Vec<Doc> {
+        let unsigned = generate_unsigned(config);
+        let mut docs: Vec<Doc> = Vec::with_capacity(config.packages);
+        let mut downloads = 0u64;
+        for (i, (u, _, d, stars)) in unsigned.iter().enumerate() {
+            downloads += d;
+            if unsigned.get(i + 1).is_none_or(|(n, ..)| n.name != u.name) {
+                let meta = &u.meta;
+                docs.push(Doc {
+                    name: u.name.clone(),
+                    version: u.version.clone(),
+                    description: meta.description.clone(),
+                    keywords: meta.keywords.clone(),
+                    tags: meta.tags.clone(),
+                    categories: meta.categories.clone(),
+                    authors: meta.authors.clone(),
+                    license: meta.license.clone(),
+                    downloads,
+                    stars: *stars,
+                    published_at: u.published_at,
+                });
+                downloads = 0;
+            }
+        }
+        docs
+    }
+
     /// Number of distinct packages.
     pub fn package_count(&self) -> usize {
         let mut n = 0;

@@ -13,6 +13,11 @@ fn same_seed_same_catalogue_other_seed_other_catalogue() {
     let c = Catalogue::generate(&SynthConfig::new(300).seed(6));
     assert_eq!(a.entries, b.entries);
     assert_ne!(a.entries, c.entries);
+    // The unsigned shortcut describes the same packages.
+    assert_eq!(
+        Catalogue::generate_docs(&SynthConfig::new(300).seed(5)),
+        a.docs()
+    );
 }
 
 #[test]
