@@ -52,6 +52,29 @@ fn bench(c: &mut Criterion) {
             group.bench_function(id, |b| b.iter(one_operation_span));
         });
     }
+    // References that put the figures above in context: the registry alone (what any span costs
+    // once something keeps spans), and tracing-opentelemetry's layer with the SDK sampler saying
+    // no and no filter in front (what this crate's filter exists to avoid).
+    #[cfg(feature = "otel")]
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        let registry = tracing::Dispatch::new(tracing_subscriber::registry());
+        tracing::dispatcher::with_default(&registry, || {
+            group.bench_function("reference/registry_only", |b| b.iter(one_operation_span));
+        });
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff)
+            .build();
+        let tracer = opentelemetry::trace::TracerProvider::tracer(&provider, "reference");
+        let unfiltered = tracing::Dispatch::new(
+            tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer)),
+        );
+        tracing::dispatcher::with_default(&unfiltered, || {
+            group.bench_function("reference/otel_layer_sdk_sampler_off", |b| {
+                b.iter(one_operation_span)
+            });
+        });
+    }
     group.bench_function("counter_add", |b| b.iter(|| CALLS.add(black_box(1))));
     group.finish();
 }

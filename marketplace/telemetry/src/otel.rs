@@ -34,7 +34,7 @@ use opentelemetry_sdk::trace::{
 use tracing::{Metadata, Subscriber, level_filters::LevelFilter, subscriber::Interest};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
-use tracing_subscriber::layer::{Context, Filter, Identity};
+use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::metrics::{self, Instrument, RegistryObserver};
@@ -161,7 +161,10 @@ where
         if *meta.level() > self.level {
             Interest::never()
         } else {
-            // The answer depends on the trace, so it is asked at every span.
+            // The answer depends on the trace, so it is asked at every span. This also keeps every
+            // span in the registry even when this filter and the stderr filter both reject it (the
+            // registry drops a span only when its callsite interest is "never"): a sampled-out
+            // root must exist so that its children find it and inherit its decision.
             Interest::sometimes()
         }
     }
@@ -179,32 +182,6 @@ where
         // Called only for spans this filter enabled, right before the OpenTelemetry layer's own
         // `on_new_span` (which calls `SampledTracer::span_builder`).
         PENDING.set(DECIDED.take());
-    }
-}
-
-/// Lets every span at the exported level exist in the registry, sampled or not. Without it, a root
-/// that the sampling filter rejects and the stderr filter does not want would not exist at all, and
-/// its children, finding no parent, would be judged as new roots.
-#[derive(Debug, Clone)]
-struct KeepSpans {
-    level: LevelFilter,
-}
-
-impl<S: Subscriber> Filter<S> for KeepSpans {
-    fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
-        meta.is_span() && *meta.level() <= self.level
-    }
-
-    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        if meta.is_span() && *meta.level() <= self.level {
-            Interest::always()
-        } else {
-            Interest::never()
-        }
-    }
-
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(self.level)
     }
 }
 
@@ -381,7 +358,6 @@ where
             level,
         })
         .boxed();
-    let keeper = Identity::new().with_filter(KeepSpans { level }).boxed();
 
     let (meter, bridge) = if config.export_metrics {
         let (url, described) = describe_endpoint(config, "/v1/metrics");
@@ -414,7 +390,7 @@ where
     };
 
     Ok((
-        vec![keeper, otel_layer],
+        vec![otel_layer],
         Some(Providers {
             tracer: tracer_provider,
             meter,

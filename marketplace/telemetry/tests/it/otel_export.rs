@@ -27,8 +27,13 @@ fn dispatch(config: &Config) -> (Dispatch, TelemetryGuard) {
 
 /// Runs `work` under a fresh pipeline at `ratio`, drops the guard, and returns what arrived.
 fn export(ratio: f64, work: impl FnOnce()) -> Stats {
+    export_with(|config| config, ratio, work)
+}
+
+/// [`export`] with the configuration adjusted by `adjust`.
+fn export_with(adjust: impl FnOnce(Config) -> Config, ratio: f64, work: impl FnOnce()) -> Stats {
     let receiver = Receiver::start().unwrap();
-    let (dispatch, guard) = dispatch(&config(&receiver, ratio));
+    let (dispatch, guard) = dispatch(&adjust(config(&receiver, ratio)));
     tracing::dispatcher::with_default(&dispatch, work);
     // The batch processor's default delay is 5 s; nothing waits for it: the drop flushes.
     drop(guard);
@@ -111,12 +116,30 @@ fn ratio_admits(trace_id_hex: &str, ratio: f64) -> bool {
 
 #[test]
 fn at_ratio_one_tenth_whole_traces_are_kept_or_dropped() {
-    const ROOTS: u64 = 1000;
-    let stats = export(0.1, || {
-        for _ in 0..ROOTS {
-            search_with_children();
-        }
-    });
+    let stats = export(0.1, many_searches);
+    assert_whole_sampled_traces(&stats);
+}
+
+#[test]
+fn whole_traces_also_with_a_stderr_filter_that_rejects_the_spans() {
+    // Both per-layer filters reject a sampled-out root here; it must still exist for its children.
+    let stats = export_with(
+        |c| c.with_stderr_log(true).with_log_filter("error"),
+        0.1,
+        many_searches,
+    );
+    assert_whole_sampled_traces(&stats);
+}
+
+const ROOTS: u64 = 1000;
+
+fn many_searches() {
+    for _ in 0..ROOTS {
+        search_with_children();
+    }
+}
+
+fn assert_whole_sampled_traces(stats: &Stats) {
     // No child of an unsampled root: every exported span's parent was exported too, and every
     // exported trace is complete (4 spans).
     let ids: std::collections::HashSet<&str> = stats
