@@ -7,7 +7,7 @@
 //! - Built by `cargo bench -p market-benches --no-run --message-format=json`, once without and once
 //!   with `--features otel`, each in its own `CARGO_TARGET_DIR` (target/perf/build/<variant>) so
 //!   that cargo can never unify the features of the two variants.
-//! - Variant check: run with `MARKET_BENCH_VARIANT_CHECK=1` and no arguments, an executable prints
+//! - Variant check: run with `MARKET_BENCH_VARIANT_CHECK=1` (and `--list`), an executable prints
 //!   exactly one line `market-bench-variant: plain` or `market-bench-variant: otel` to stdout and
 //!   exits 0. An executable reporting the other variant is refused (exit 2).
 //! - `EXE --list [FILTER]` prints Criterion's `<full id>: benchmark` lines; the union over all
@@ -208,7 +208,10 @@ pub fn prebuilt(dir: &Path, variant: &'static str) -> Result<Vec<Executable>> {
 
 /// Refuses an executable that was not built as `expected` (see the protocol above).
 pub fn check_variant(exe: &Path, expected: &str) -> Result<()> {
+    // `--list` as well: an executable that predates the protocol then lists its ids quickly and
+    // fails the check, instead of running every bench once as Criterion's test mode would.
     let out = Command::new(exe)
+        .arg("--list")
         .env("MARKET_BENCH_VARIANT_CHECK", "1")
         .stdin(Stdio::null())
         .output()
