@@ -1,0 +1,86 @@
+//! A demo catalogue: synthetic but complete packages (real archives in the store, real signatures,
+//! real dependency graphs), so a new user can search and install right away.
+
+use anyhow::Context;
+use market_core::archive;
+use market_core::record::Unsigned;
+use market_core::store::Store;
+use market_core::synth::{Catalogue, SynthConfig};
+
+use super::HomeArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// How many packages (each with several versions).
+    #[arg(long, default_value_t = 200)]
+    packages: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[command(flatten)]
+    home: HomeArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let home = args.home.home();
+    let catalogue = Catalogue::generate(&SynthConfig::new(args.packages).seed(args.seed));
+    let mut registry = super::load_registry(&home)?;
+    let store = Store::of(&home);
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let mut added = 0usize;
+    let mut skipped = std::collections::BTreeSet::new();
+    for entry in &catalogue.entries {
+        let r = &entry.release;
+        if skipped.contains(&r.name) {
+            continue;
+        }
+        // The synthetic release names a stand-in checksum; build the real package, archive it, and
+        // re-sign the release over the real archive with the same synthetic publisher key.
+        let dir = scratch.path().join(format!("{}-{}", r.name, r.version));
+        market_core::synth::write_package_dir(&dir, r)?;
+        let bytes = archive::pack(&dir)?;
+        let checksum = store.put(&bytes)?;
+        let key = catalogue
+            .key_of(r)
+            .context("synthetic release without its publisher key")?;
+        let release = Unsigned {
+            name: r.name.clone(),
+            version: r.version.clone(),
+            checksum,
+            size: bytes.len() as u64,
+            dependencies: r.dependencies.clone(),
+            meta: r.meta.clone(),
+            published_at: r.published_at,
+        }
+        .sign(key);
+        match registry.insert(release) {
+            Ok(market_core::index::Inserted::New) => added += 1,
+            Ok(market_core::index::Inserted::AlreadyPresent) => {}
+            // A name someone else already owns here (trust on first use) or a version that exists
+            // with other contents: the demo never overrides real packages.
+            Err(
+                market_core::index::IndexError::Trust(_)
+                | market_core::index::IndexError::Conflict { .. },
+            ) => {
+                skipped.insert(r.name.clone());
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        registry.set_stats(&r.name, &r.version, entry.downloads, entry.stars)?;
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    registry.save()?;
+    println!(
+        "added {added} versions of {} packages to {}",
+        catalogue.package_count() - skipped.len(),
+        home.index_path().display()
+    );
+    if !skipped.is_empty() {
+        println!(
+            "skipped {} names this registry already has from another publisher: {}",
+            skipped.len(),
+            skipped.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use market_core::cache::{Cache, DEFAULT_HOT_BYTES};
+use market_core::install::Installer;
+use market_core::store::Store;
+
+use super::HomeArgs;
+use crate::output;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Packages as NAME or NAME@REQUIREMENT (e.g. web-framework@^1.2). None: reinstall from the lock.
+    specs: Vec<String>,
+    /// Refuse to change market.lock.
+    #[arg(long)]
+    locked: bool,
+    /// Install into DIR instead of $MARKET_HOME/packages.
+    #[arg(long, value_name = "DIR")]
+    target: Option<PathBuf>,
+    #[command(flatten)]
+    home: HomeArgs,
+    #[command(flatten)]
+    net: super::node::NetArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let home = args.home.home();
+    let requests = args
+        .specs
+        .iter()
+        .map(|s| super::parse_spec(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut registry = super::load_registry(&home)?;
+    let mut cache = Cache::new(Store::of(&home), DEFAULT_HOT_BYTES);
+    let network = args.net.prepare_install(&home, &mut registry, &requests)?;
+    if let Some(fetcher) = network.fetcher.clone() {
+        cache = cache.with_fetcher(fetcher as Arc<dyn market_core::cache::Fetcher>);
+    }
+    let installer = match &args.target {
+        Some(dir) => Installer::new(&registry, &cache, dir.clone()),
+        None => Installer::for_home(&home, &registry, &cache),
+    }
+    .locked(args.locked);
+    let report = installer.install(&requests)?;
+    if let Some(note) = &network.note {
+        eprintln!("{note}");
+    }
+    if args.json {
+        let installed: Vec<_> = report
+            .installed
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name, "version": p.version.to_string(),
+                    "tier": p.tier.as_str(), "bytes": p.bytes,
+                })
+            })
+            .collect();
+        let unchanged: Vec<_> = report
+            .unchanged
+            .iter()
+            .map(|(n, v)| serde_json::json!({ "name": n, "version": v.to_string() }))
+            .collect();
+        return output::json(&serde_json::json!({
+            "target": installer.target().display().to_string(),
+            "installed": installed,
+            "unchanged": unchanged,
+            "removed": report.removed,
+            "lock": installer.lock_path().display().to_string(),
+        }));
+    }
+    for p in &report.installed {
+        println!(
+            "installed {}@{} ({} bytes, from {})",
+            p.name, p.version, p.bytes, p.tier
+        );
+    }
+    for (n, v) in &report.unchanged {
+        println!("unchanged {n}@{v}");
+    }
+    for n in &report.removed {
+        println!("removed   {n}");
+    }
+    println!(
+        "{} packages in {}; lock written to {}",
+        report.installed.len() + report.unchanged.len(),
+        installer.target().display(),
+        installer.lock_path().display()
+    );
+    Ok(())
+}

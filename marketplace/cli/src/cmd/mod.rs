@@ -1,0 +1,60 @@
+//! One module per verb, each with its clap `Args` and a `run`.
+
+pub mod demo;
+pub mod info;
+pub mod install;
+pub mod keygen;
+pub mod list;
+pub mod node;
+pub mod publish;
+pub mod search;
+pub mod yank;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use market_core::home::Home;
+use market_core::index::Registry;
+
+/// Flags every verb that touches local state shares.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HomeArgs {
+    /// The marketplace's local state (default: $MARKET_HOME, else ~/.market).
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+}
+
+impl HomeArgs {
+    pub fn home(&self) -> Home {
+        crate::home(self.home.clone())
+    }
+}
+
+/// Loads the registry index of `home`; a missing index is an empty registry.
+pub fn load_registry(home: &Home) -> anyhow::Result<Registry> {
+    let _span = tracing::info_span!("registry_load", path = %home.index_path().display()).entered();
+    Registry::load(&home.index_path())
+        .with_context(|| format!("loading the registry index of {}", home.root().display()))
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Splits `name@req` into a name and a semver requirement (`*` when absent).
+pub fn parse_spec(spec: &str) -> anyhow::Result<(String, semver::VersionReq)> {
+    let (name, req) = match spec.split_once('@') {
+        Some((n, r)) => (n, r),
+        None => (spec, "*"),
+    };
+    market_core::record::validate_name(name)
+        .map_err(|reason| anyhow::anyhow!("package name {name:?} in {spec:?} {reason}"))?;
+    let req = req.parse().with_context(|| {
+        format!("{req:?} in {spec:?} is not a semver requirement (try ^1.2 or =1.2.3)")
+    })?;
+    Ok((name.to_owned(), req))
+}

@@ -1,0 +1,48 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use market_core::sign::SigningKey;
+
+use super::HomeArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The package directory (holding market.toml).
+    dir: PathBuf,
+    #[command(flatten)]
+    home: HomeArgs,
+    #[command(flatten)]
+    net: super::node::NetArgs,
+    /// Print the published release as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let home = args.home.home();
+    let key_path = home.publisher_key_path();
+    let key = SigningKey::load(&key_path).with_context(|| {
+        format!(
+            "no publisher key; run `market keygen` first ({})",
+            key_path.display()
+        )
+    })?;
+    let release = market_core::publish::publish(&home, &args.dir, &key, super::now())?;
+    let announced = args.net.announce(&home, &release)?;
+    if args.json {
+        return crate::output::json(&serde_json::json!({
+            "release": release,
+            "network": announced,
+        }));
+    }
+    println!(
+        "published {} ({} bytes, content id {})",
+        release.id(),
+        release.size,
+        release.checksum
+    );
+    if let Some(how) = announced {
+        println!("{how}");
+    }
+    Ok(())
+}
