@@ -28,7 +28,7 @@ pub use config::NodeConfig;
 pub use error::{Attempt, AttemptOutcome, FetchError, NodeError, RequestError};
 pub use node::{
     AnnounceOutcome, ArchiveSource, BootstrapReport, MemoryArchives, NetEvent, Node, NodeCounters,
-    NodeInfo, PutOutcome, QueryFigures,
+    NodeInfo, PutOutcome, QueryFigures, REPLICATION_FACTOR,
 };
 pub use releases::{AdmitError, Admitted};
 

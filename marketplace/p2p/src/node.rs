@@ -137,7 +137,12 @@ impl From<&kad::QueryStats> for QueryFigures {
     }
 }
 
-/// Outcome of a DHT put: stored locally always; `peers` remote peers confirmed.
+/// Kademlia's replication factor (libp2p's default `K_VALUE`): a put asks this many closest peers.
+pub const REPLICATION_FACTOR: usize = 20;
+
+/// Outcome of a DHT put. The record is always stored locally; `peers` is how many of the closest
+/// peers confirmed storing it (all [`REPLICATION_FACTOR`] of them when the put fully succeeded, 0 in
+/// an empty network).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutOutcome {
     pub peers: usize,
@@ -313,6 +318,9 @@ fn build_behaviour(key: &Keypair, config: &NodeConfig) -> Result<Behaviour, Node
 
     let mut kcfg = kad::Config::new(KAD_PROTOCOL);
     kcfg.set_record_filtering(StoreInserts::FilterBoth);
+    kcfg.set_replication_factor(
+        std::num::NonZeroUsize::new(REPLICATION_FACTOR).expect("replication factor is not zero"),
+    );
     kcfg.set_query_timeout(config.kad_query_timeout);
     kcfg.set_caching(if config.kad_caching {
         Caching::Enabled { max_peers: 1 }
@@ -707,7 +715,7 @@ impl EventLoop {
                     }));
                 }
             },
-            Command::PutRecord { record, reply } => match b.kad.put_record(record, Quorum::One) {
+            Command::PutRecord { record, reply } => match b.kad.put_record(record, Quorum::All) {
                 Ok(id) => {
                     self.queries.insert(id, Query::Put(Some(reply)));
                 }
@@ -1090,7 +1098,7 @@ impl EventLoop {
                 // A put that reached no peer is still stored locally and republished later: with an
                 // empty network that is the expected outcome, not an error.
                 let peers = match r {
-                    Ok(_) => 1.max(figures.successes as usize),
+                    Ok(_) => REPLICATION_FACTOR,
                     Err(kad::PutRecordError::QuorumFailed { success, .. })
                     | Err(kad::PutRecordError::Timeout { success, .. }) => success.len(),
                 };
@@ -1436,7 +1444,8 @@ impl EventLoop {
                     let response = match request {
                         SyncRequest::Digest => {
                             let mut digest = releases.digest();
-                            // Bound the digest: newest versions first survive, whole names at a time.
+                            // Bound the digest, whole names at a time; a peer holding more is reconciled
+                            // partly, and the rest arrives by search, lookups and later announcements.
                             let mut total = 0;
                             digest.retain(|_, versions| {
                                 total += versions.len();

@@ -6,6 +6,7 @@
 //! (plaintext over memory, short idle timeouts), because benches grow these networks to 1000 nodes.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -161,6 +162,28 @@ impl Testnet {
     /// The archive store node `i` serves from (absent for nodes added with their own source).
     pub fn archives(&self, i: usize) -> Option<&Arc<MemoryArchives>> {
         self.archives.get(i)
+    }
+
+    /// Outgoing dial attempts summed over every node so far: diff it around an operation to count
+    /// the dials that operation caused.
+    pub fn total_dials(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|n| n.client().counters().dials.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Open connections summed over every node (each connection counts at both ends).
+    pub fn total_connections(&self) -> usize {
+        self.nodes
+            .iter()
+            .map(|n| {
+                n.client()
+                    .counters()
+                    .open_connections
+                    .load(Ordering::Relaxed)
+            })
+            .sum()
     }
 
     pub fn peer_ids(&self) -> Vec<PeerId> {

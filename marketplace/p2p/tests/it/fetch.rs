@@ -169,3 +169,52 @@ async fn a_provider_that_stops_answering_is_skipped_after_its_timeout() {
     drop(release_hold);
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_below_the_reputation_floor_is_banned_and_disconnected() {
+    let mut net = net(3).await;
+    let inner = MemoryArchives::new();
+    let ids: Vec<ContentId> = (0..3)
+        .map(|i| inner.insert(format!("archive {i}").into_bytes()))
+        .collect();
+    // Corrupts the first archive only; the others serve as bait so the test can check the ban.
+    let source = Corrupting {
+        inner,
+        corrupt: ids[0].clone(),
+    };
+    let cheat = net
+        .add_node(NodeConfig::in_process(), Arc::new(source))
+        .await
+        .unwrap();
+    let cheat_peer = net.client(cheat).peer_id();
+    net.client(cheat).provide(&ids[0]).await.unwrap();
+    net.client(cheat).provide(&ids[1]).await.unwrap();
+
+    let c = net.client(2);
+    let mut events = c.subscribe();
+    for round in 0..2 {
+        let err = c.fetch(&ids[0], CachePolicy::Bypass).await.unwrap_err();
+        assert!(
+            matches!(err, market_p2p::FetchError::Exhausted { .. }),
+            "round {round}: {err}"
+        );
+    }
+    next_matching(&mut events, "the ban", |e| {
+        matches!(e, market_p2p::NetEvent::PeerBanned(p) if *p == cheat_peer).then_some(())
+    })
+    .await;
+    assert!(c.is_banned(&cheat_peer));
+    next_matching(&mut events, "the disconnection", |e| {
+        matches!(e, market_p2p::NetEvent::PeerDisconnected(p) if *p == cheat_peer).then_some(())
+    })
+    .await;
+    // A banned provider is not asked again, even for an archive it would serve intact.
+    let err = c.fetch(&ids[1], CachePolicy::Bypass).await.unwrap_err();
+    match err {
+        market_p2p::FetchError::Exhausted { attempts, .. } => {
+            assert!(attempts.is_empty(), "{attempts:?}")
+        }
+        other => panic!("expected no attempt, got {other}"),
+    }
+    net.shutdown().await;
+}
