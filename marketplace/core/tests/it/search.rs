@@ -577,3 +577,41 @@ fn synthetic_catalogue_search_finds_what_a_user_means() {
         }
     }
 }
+
+#[test]
+fn registry_documents_follow_yanks_and_sum_downloads() {
+    use market_core::index::Registry;
+    let key = SigningKey::from_seed([4; 32]);
+    let mut reg = Registry::new();
+    for (v, words) in [("1.0.0", "alpha"), ("1.1.0", "beta"), ("2.0.0", "gamma")] {
+        reg.insert(release(&key, "web-thing", v, words)).unwrap();
+        reg.set_stats("web-thing", &v.parse().unwrap(), 10, 3)
+            .unwrap();
+    }
+    reg.insert(release(&key, "other", "0.1.0", "delta"))
+        .unwrap();
+    let mut idx = SearchIndex::from_registry(&reg);
+    assert_eq!(idx.len(), 2);
+    let doc = idx.get("web-thing").unwrap();
+    assert_eq!(doc.version, semver::Version::new(2, 0, 0));
+    assert_eq!(doc.downloads, 30, "downloads are summed over versions");
+    assert_eq!(doc.stars, 3);
+
+    // Yanking the newest version makes the next one the indexed document.
+    reg.yank("web-thing", &"2.0.0".parse().unwrap()).unwrap();
+    idx.refresh(&reg, "web-thing");
+    assert_eq!(
+        idx.get("web-thing").unwrap().version,
+        semver::Version::new(1, 1, 0)
+    );
+    assert!(names(&idx, &Query::new("gamma")).is_empty());
+    assert_eq!(names(&idx, &Query::new("beta")), ["web-thing"]);
+
+    // With every version yanked the package leaves the index.
+    for v in ["1.0.0", "1.1.0"] {
+        reg.yank("web-thing", &v.parse().unwrap()).unwrap();
+    }
+    idx.refresh(&reg, "web-thing");
+    assert!(idx.get("web-thing").is_none());
+    assert_eq!(idx.len(), 1);
+}
