@@ -702,8 +702,9 @@ fn scaling(policy: &Policy, head: &RunFile) -> Vec<ScalingRow> {
                 / sizes.first().map(|f| f.0).unwrap_or(1.0);
             if sizes.len() < 3 || span < 100.0 {
                 row.note = format!(
-                    "needs at least 3 sizes spanning 2 decades; measured {}",
-                    sizes.len()
+                    "needs at least 3 sizes spanning 2 decades; measured {} spanning {:.1}",
+                    sizes.len(),
+                    if span > 0.0 { span.log10() } else { 0.0 }
                 );
                 return row;
             }
@@ -739,6 +740,10 @@ fn scaling(policy: &Policy, head: &RunFile) -> Vec<ScalingRow> {
             } else {
                 Verdict::Pass
             };
+            if unreplicated && row.verdict == Verdict::Pass {
+                row.note = "unreplicated: one process at some size, so the CI is not trustworthy"
+                    .to_owned();
+            }
             row
         })
         .collect()
