@@ -57,15 +57,23 @@
 //! # Bounded work
 //!
 //! The tail latency of an inverted index comes from common terms, whose posting lists cover a large
-//! part of the catalogue. Each posting list is therefore kept in impact order: by the single-term
-//! score `part · (1 + 0.5 · pop)` computed when the posting was inserted, best first. A query drives
-//! candidate generation from its rarest term (the union of that term's expansions, merged in impact
-//! order across lists by a heap), checks each candidate's other terms through the document's own
-//! sorted term list, and stops after [`MAX_CANDIDATES`] matching documents or [`MAX_SCANNED`]
-//! postings. Because the lists are impact-ordered, the documents that are cut off are the ones that
-//! would have ranked lowest; [`SearchResults::exhaustive`] reports whether the cut happened. The
-//! impact key uses the average field lengths at insertion time; they move little once a catalogue has
-//! a few hundred packages, and the exact score is always recomputed with current statistics.
+//! part of the catalogue. Two devices bound it:
+//!
+//! - **Bitset intersection.** A query with several terms, or with tag/category/licence filters,
+//!   first turns each term (the union of its expansions) and each facet into a bitset of documents
+//!   and intersects them: one or two nanoseconds per posting, no scoring. When at most
+//!   [`EXHAUSTIVE_LIMIT`] documents survive, every one of them is ranked exactly.
+//! - **Impact-ordered postings.** Each posting list is kept sorted by the single-term score
+//!   `part · (1 + 0.5 · pop)` computed when the posting was inserted, best first. When many
+//!   documents match, candidates are taken from the rarest term's lists in that order (merged
+//!   across expansions by a heap), and the walk stops after [`MAX_CANDIDATES`] ranked documents or
+//!   [`MAX_SCANNED`] postings. The documents cut off are those that would have ranked lowest;
+//!   [`SearchResults::exhaustive`] says whether the cut happened. The impact key uses the average
+//!   field lengths at insertion time, which move little once a catalogue has a few hundred packages;
+//!   the exact score is always recomputed with current statistics.
+//!
+//! A query without text lists the documents passing the filters; a single-facet listing in
+//! relevance (popularity) order is read straight off the facet's popularity-ordered list.
 //!
 //! Queries are microsecond operations, so they carry no tracing spans (DESIGN §6); they are counted
 //! with atomics, read through [`SearchIndex::stats`].
@@ -105,6 +113,9 @@ const WEIGHT_FUZZY_2: f32 = 0.35;
 
 /// At most this many matching documents are scored per query (see "Bounded work" above).
 pub const MAX_CANDIDATES: usize = 1000;
+/// Up to this many matches of an AND query are all ranked; beyond, the best-impact
+/// [`MAX_CANDIDATES`] are.
+pub const EXHAUSTIVE_LIMIT: usize = 2 * MAX_CANDIDATES;
 /// At most this many postings are visited per query.
 pub const MAX_SCANNED: usize = 20_000;
 /// Prefix expansion visits at most this many dictionary entries...
@@ -598,6 +609,10 @@ struct QueryTerm {
     postings: usize,
 }
 
+/// One set to intersect: its size, and its documents as posting lists (a query term) or as a
+/// facet list.
+type Source<'a> = (usize, Vec<&'a [Posting]>, &'a [(f32, DocId)]);
+
 /// Heap entry of the impact-ordered merge: the next posting of one list.
 #[derive(Debug)]
 struct Cursor {
@@ -1047,7 +1062,6 @@ impl SearchIndex {
         } else {
             qterms.iter().collect()
         };
-        let driver_postings: usize = drivers.iter().map(|q| q.postings).sum();
         let score_doc = |id: DocId, out: &mut Vec<(f32, DocId)>| {
             let Some(stored) = &self.docs[id as usize] else {
                 return;
@@ -1064,21 +1078,7 @@ impl SearchIndex {
             }
         };
 
-        // A selective facet filter is a better driver than a common term.
-        if let Some(facet) = self.smallest_facet(&query.filters)
-            && facet.len() < driver_postings
-        {
-            let mut truncated = false;
-            for (n, &(_, id)) in facet.iter().enumerate() {
-                if n >= MAX_SCANNED || out.len() >= MAX_CANDIDATES {
-                    truncated = true;
-                    break;
-                }
-                score_doc(id, &mut out);
-            }
-            return (out, truncated);
-        }
-
+        let words = self.docs.len().div_ceil(64);
         let lists: Vec<(&[Posting], f32)> = drivers
             .iter()
             .flat_map(|q| q.expansions.iter())
@@ -1089,6 +1089,111 @@ impl SearchIndex {
                 )
             })
             .collect();
+
+        // Several required terms, or facet filters: intersect document bitsets first. Setting a
+        // bit per posting costs a nanosecond or two, so even common terms stay cheap, and the
+        // intersection tells exactly which documents match before any scoring.
+        let facets = match self.facet_lists(&query.filters) {
+            Some(f) => f,
+            None => return (out, false),
+        };
+        if all && (qterms.len() > 1 || !facets.is_empty()) {
+            let mut sources: Vec<Source<'_>> = qterms
+                .iter()
+                .map(|q| {
+                    let lists = q
+                        .expansions
+                        .iter()
+                        .map(|e| self.terms[e.term as usize].postings.as_slice())
+                        .collect();
+                    (q.postings, lists, &[][..])
+                })
+                .collect();
+            sources.extend(facets.iter().map(|f| (f.len(), Vec::new(), *f)));
+            sources.sort_by_key(|s| s.0);
+            let mut acc: Option<Vec<u64>> = None;
+            let mut set = vec![0u64; words];
+            for (_, postings, facet) in &sources {
+                set.iter_mut().for_each(|w| *w = 0);
+                for list in postings {
+                    for p in *list {
+                        set[p.doc as usize / 64] |= 1 << (p.doc % 64);
+                    }
+                }
+                for &(_, id) in *facet {
+                    set[id as usize / 64] |= 1 << (id % 64);
+                }
+                match &mut acc {
+                    None => acc = Some(set.clone()),
+                    Some(a) => a.iter_mut().zip(&set).for_each(|(a, s)| *a &= s),
+                }
+            }
+            let mut acc = acc.expect("at least one query term");
+            let count: usize = acc.iter().map(|w| w.count_ones() as usize).sum();
+            if count <= EXHAUSTIVE_LIMIT {
+                // Few enough to rank every match.
+                for (wi, &w) in acc.iter().enumerate() {
+                    let mut w = w;
+                    while w != 0 {
+                        let bit = w.trailing_zeros();
+                        w &= w - 1;
+                        score_doc((wi * 64) as DocId + bit, &mut out);
+                    }
+                }
+                return (out, false);
+            }
+            // Many matches: rank the best-impact ones, walking the rarest term in impact order.
+            let truncated = self.walk(
+                &lists,
+                &mut out,
+                |id| {
+                    let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
+                    let hit = acc[word] & bit != 0;
+                    acc[word] &= !bit;
+                    hit
+                },
+                score_doc,
+            );
+            return (out, truncated);
+        }
+
+        let mut seen = vec![0u64; words];
+        let truncated = self.walk(
+            &lists,
+            &mut out,
+            |id| {
+                let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
+                let new = seen[word] & bit == 0;
+                seen[word] |= bit;
+                new
+            },
+            score_doc,
+        );
+        (out, truncated)
+    }
+
+    /// Visits postings of `lists` best first (by idf-weighted impact), scoring each document `gate`
+    /// admits, until [`MAX_CANDIDATES`] are scored or [`MAX_SCANNED`] postings visited. Returns
+    /// whether the bound cut the walk short.
+    fn walk(
+        &self,
+        lists: &[(&[Posting], f32)],
+        out: &mut Vec<(f32, DocId)>,
+        mut gate: impl FnMut(DocId) -> bool,
+        score: impl Fn(DocId, &mut Vec<(f32, DocId)>),
+    ) -> bool {
+        if let [(list, _)] = lists {
+            // One list is already in order: no merge needed.
+            for (n, p) in list.iter().enumerate() {
+                if n >= MAX_SCANNED || out.len() >= MAX_CANDIDATES {
+                    return true;
+                }
+                if gate(p.doc) {
+                    score(p.doc, out);
+                }
+            }
+            return false;
+        }
         let mut heap: BinaryHeap<Cursor> = lists
             .iter()
             .enumerate()
@@ -1099,11 +1204,10 @@ impl SearchIndex {
                 pos: 0,
             })
             .collect();
-        let mut seen = vec![0u64; self.docs.len().div_ceil(64)];
         let mut scanned = 0;
         while let Some(c) = heap.pop() {
             if scanned >= MAX_SCANNED || out.len() >= MAX_CANDIDATES {
-                return (out, true);
+                return true;
             }
             scanned += 1;
             let (list, w) = lists[c.list as usize];
@@ -1116,14 +1220,27 @@ impl SearchIndex {
                     pos: next as u32,
                 });
             }
-            let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
-            if seen[word] & bit != 0 {
-                continue;
+            if gate(id) {
+                score(id, out);
             }
-            seen[word] |= bit;
-            score_doc(id, &mut out);
         }
-        (out, false)
+        false
+    }
+
+    /// The document lists of the facet filters (tags, category, licence); `None` when a filter
+    /// names a value no document has, so nothing can match.
+    fn facet_lists(&self, f: &Filters) -> Option<Vec<&[(f32, DocId)]>> {
+        f.tags
+            .iter()
+            .map(|t| (Facet::Tag, t))
+            .chain(f.category.iter().map(|c| (Facet::Category, c)))
+            .chain(f.license.iter().map(|l| (Facet::License, l)))
+            .map(|(facet, value)| {
+                self.facets
+                    .get(&(facet, value.to_ascii_lowercase().into_boxed_str()))
+                    .map(Vec::as_slice)
+            })
+            .collect()
     }
 
     fn smallest_facet(&self, f: &Filters) -> Option<&[(f32, DocId)]> {
@@ -1150,6 +1267,26 @@ impl SearchIndex {
     /// A query without text: every document passing the filters, scored by popularity. Exhaustive:
     /// listing is what the user asked for, and the filter check is a few nanoseconds per document.
     fn list(&self, query: &Query) -> SearchResults {
+        let f = &query.filters;
+        let facet_filters =
+            f.tags.len() + usize::from(f.category.is_some()) + usize::from(f.license.is_some());
+        let only_one_facet =
+            facet_filters == 1 && f.author.is_none() && f.min_downloads == 0 && f.min_stars == 0;
+        if only_one_facet
+            && query.sort == Sort::Relevance
+            && let Some(list) = self.smallest_facet(f)
+        {
+            // The facet list is already in popularity order: the page is its head. Documents tied
+            // with the last one on the page come along, so the tie-break matches the general path.
+            let end = query.offset.saturating_add(query.limit);
+            if end > 0 && end < list.len() {
+                let boundary = list[end - 1].0;
+                let cut = end + list[end..].iter().take_while(|p| p.0 == boundary).count();
+                let mut res = self.page(query, list[..cut].to_vec());
+                res.total = list.len();
+                return res;
+            }
+        }
         let mut cands = Vec::new();
         if let Some(facet) = self.smallest_facet(&query.filters) {
             for &(pop, id) in facet {

@@ -561,6 +561,28 @@ fn synthetic_catalogue_search_finds_what_a_user_means() {
     assert!(!res.hits.is_empty());
     assert!(res.hits.windows(2).all(|w| w[0].score >= w[1].score));
 
+    // A plain tag listing (answered from the facet's popularity order) agrees with the general
+    // path (forced here by an author filter every document passes).
+    for (offset, limit) in [(0, 5), (3, 20), (100, 7)] {
+        let fast = idx.search(&Query::new("").tag("http").offset(offset).limit(limit));
+        let slow = idx.search(
+            &Query::new("")
+                .tag("http")
+                .author("")
+                .offset(offset)
+                .limit(limit),
+        );
+        let names = |r: &market_core::search::SearchResults| {
+            r.hits
+                .iter()
+                .map(|h| h.doc.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&fast), names(&slow));
+        assert_eq!(fast.total, slow.total);
+        assert_eq!(fast.hits.len(), limit);
+    }
+
     // Filters hold on every hit, with and without text.
     for q in [
         Query::new("api").tag("http").min_downloads(50),
