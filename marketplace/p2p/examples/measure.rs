@@ -84,8 +84,26 @@ async fn measure(n: usize) -> Result<(), Box<dyn std::error::Error>> {
 
     let rss_before = rss_bytes();
     let started = Instant::now();
-    let mut net = Testnet::spawn(cfg).await?;
+    let ready_after = cfg.ready_routing_peers;
+    let ready_timeout = cfg.ready_timeout;
+    let mut net = Testnet::spawn_unconnected(cfg).await?;
+    let t_spawned = started.elapsed();
+    net.connect().await?;
+    let t_connected = started.elapsed();
+    net.wait_neighbours().await?;
+    let t_neighbours = started.elapsed();
+    net.bootstrap_all().await?;
+    let t_bootstrapped = started.elapsed();
+    net.wait_routing_ready(ready_after, ready_timeout).await?;
     let spawn_time = started.elapsed();
+    println!(
+        "  phases: spawn {:.3}s, dial topology {:.3}s, neighbours routed {:.3}s, bootstrap all {:.3}s, ready {:.3}s",
+        t_spawned.as_secs_f64(),
+        t_connected.as_secs_f64(),
+        t_neighbours.as_secs_f64(),
+        t_bootstrapped.as_secs_f64(),
+        spawn_time.as_secs_f64()
+    );
     let rss_after = rss_bytes();
     let infos = join_all(net.clients().iter().map(|c| async move { c.info().await })).await;
     let infos: Vec<_> = infos.into_iter().collect::<Result<_, _>>()?;

@@ -103,13 +103,7 @@ impl Testnet {
         // Kademlia adds an inbound peer only once identify has told it the peer's listen address;
         // a bootstrap that asks a hub before then learns nothing. So first wait until every node
         // routes to its direct neighbours.
-        let timeout = net.config.ready_timeout;
-        net.wait_each(
-            net.neighbour_targets()?,
-            "neighbours in routing tables",
-            timeout,
-        )
-        .await?;
+        net.wait_neighbours().await?;
         net.bootstrap_all().await?;
         let target = net.config.ready_routing_peers;
         net.wait_routing_ready(target, net.config.ready_timeout)
@@ -239,6 +233,18 @@ impl Testnet {
             }
         }
         Ok(edges)
+    }
+
+    /// Waits until every node routes to its direct neighbours (the topology's edges), up to one
+    /// k-bucket's worth.
+    pub async fn wait_neighbours(&self) -> Result<(), TestnetError> {
+        let targets = self.neighbour_targets()?;
+        self.wait_each(
+            targets,
+            "neighbours in routing tables",
+            self.config.ready_timeout,
+        )
+        .await
     }
 
     /// Per node: how many direct neighbours the topology gives it, capped at one k-bucket (a hub's
