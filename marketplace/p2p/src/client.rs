@@ -66,6 +66,16 @@ pub struct SearchResults {
     pub rejected: usize,
 }
 
+/// What joining through known peers came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinReport {
+    /// Addresses dialled successfully.
+    pub connected: usize,
+    /// Addresses that could not be reached, with the reason.
+    pub unreachable: Vec<(Multiaddr, String)>,
+    pub bootstrap: Option<BootstrapReport>,
+}
+
 /// Releases learnt from a peer by reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncReport {
@@ -155,6 +165,29 @@ impl Client {
         })
         .await??;
         Ok(peer)
+    }
+
+    /// Joins the network through known peers: dials every address (each must end in
+    /// `/p2p/<peer id>`), then bootstraps. Unreachable addresses are reported, not fatal: a daemon
+    /// whose bootstrap peers are down still serves, and with no reachable peer the bootstrap is a
+    /// local-only success.
+    pub async fn join(&self, addrs: &[Multiaddr]) -> Result<JoinReport, NodeError> {
+        let dials = join_all(
+            addrs
+                .iter()
+                .map(|a| async move { (a.clone(), self.dial(a.clone()).await) }),
+        )
+        .await;
+        let mut report = JoinReport::default();
+        for (addr, r) in dials {
+            match r {
+                Ok(_) => report.connected += 1,
+                Err(NodeError::Stopped) => return Err(NodeError::Stopped),
+                Err(e) => report.unreachable.push((addr, e.to_string())),
+            }
+        }
+        report.bootstrap = Some(self.bootstrap().await?);
+        Ok(report)
     }
 
     /// Refreshes the routing table from the peers known so far. With no known peers this is a

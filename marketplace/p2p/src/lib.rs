@@ -15,6 +15,7 @@ pub mod cache;
 mod client;
 pub mod config;
 pub mod error;
+pub mod identity;
 mod node;
 pub mod protocol;
 pub mod releases;
@@ -23,7 +24,7 @@ pub mod store;
 pub mod testnet;
 
 pub use cache::{CachePolicy, CacheStats};
-pub use client::{Client, Fetched, Lookup, PublishReport, SearchResults, SyncReport};
+pub use client::{Client, Fetched, JoinReport, Lookup, PublishReport, SearchResults, SyncReport};
 pub use config::NodeConfig;
 pub use error::{Attempt, AttemptOutcome, FetchError, NodeError, RequestError};
 pub use node::{

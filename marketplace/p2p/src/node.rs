@@ -685,7 +685,6 @@ impl EventLoop {
                     let _ = reply.send(Err(NodeError::DialSelf));
                     return;
                 }
-                b.kad.add_address(&peer, addr.clone());
                 if self.swarm.is_connected(&peer) {
                     let _ = reply.send(Ok(()));
                     return;

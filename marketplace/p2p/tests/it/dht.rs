@@ -163,6 +163,15 @@ async fn an_empty_network_is_a_local_only_success() {
     let c = node.client();
     let boot = c.bootstrap().await.unwrap();
     assert!(boot.local_only);
+    // Joining through no peers, or only unreachable ones, is still a local-only success.
+    let gone = Node::spawn_memory(NodeConfig::in_process(), Arc::new(MemoryArchives::new()))
+        .await
+        .unwrap();
+    let gone_addr = gone.dial_addr();
+    gone.shutdown().await;
+    let joined = c.join(&[gone_addr]).await.unwrap();
+    assert_eq!((joined.connected, joined.unreachable.len()), (0, 1));
+    assert!(joined.bootstrap.unwrap().local_only);
     let r = release("alone", "0.1.0", b"x", &key(4));
     let report = c.publish(r.clone()).await.unwrap();
     assert_eq!(report.announcement, AnnounceOutcome::NoSubscribers);
