@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use market_core::Release;
+use market_core::search::{Query, SearchIndex};
 use market_core::trust::{TrustBook, TrustError};
 
 /// What admitting a release did.
@@ -37,6 +38,8 @@ pub struct ReleaseSet {
     trust: TrustBook,
     releases: BTreeMap<String, BTreeMap<semver::Version, Release>>,
     count: usize,
+    /// market-core's ranked, typo-tolerant index over the newest version of each name.
+    index: SearchIndex,
 }
 
 impl ReleaseSet {
@@ -74,6 +77,7 @@ impl ReleaseSet {
         if versions.contains_key(&release.version) {
             return Ok(Admitted::Known);
         }
+        self.index.offer(&release);
         versions.insert(release.version.clone(), release);
         self.count += 1;
         Ok(Admitted::New)
@@ -110,52 +114,16 @@ impl ReleaseSet {
             .collect()
     }
 
-    /// Token search over names, descriptions, keywords and tags: every query token must be a prefix
-    /// of some token of the release. Results are the newest matching version of each name, best
-    /// first (more tokens matched exactly, then name), at most `limit`. This is the network's common
-    /// denominator: ranked, typo-tolerant search is market-core's job on the merged results.
+    /// Ranked search (market-core's index: BM25-style relevance, prefix and typo-tolerant
+    /// matching) over the newest version of each name, at most `limit` results, best first.
     pub fn search(&self, query: &str, limit: usize) -> Vec<Release> {
-        let terms = tokens(query);
-        let mut hits: Vec<(usize, &Release)> = Vec::new();
-        for versions in self.releases.values() {
-            let Some(newest) = versions.values().next_back() else {
-                continue;
-            };
-            if let Some(score) = match_score(&terms, newest) {
-                hits.push((score, newest));
-            }
-        }
-        hits.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
-        hits.into_iter()
-            .take(limit)
-            .map(|(_, r)| r.clone())
+        let results = self.index.search(&Query::new(query).limit(limit));
+        results
+            .hits
+            .iter()
+            .filter_map(|h| self.get(&h.doc.name, &h.doc.version).cloned())
             .collect()
     }
-}
-
-fn tokens(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .map(|t| t.to_lowercase())
-        .collect()
-}
-
-/// `None` when a term matches nothing; otherwise the number of terms matched exactly.
-fn match_score(terms: &[String], r: &Release) -> Option<usize> {
-    let mut words = tokens(&r.name);
-    words.extend(tokens(&r.meta.description));
-    for k in r.meta.keywords.iter().chain(&r.meta.tags) {
-        words.extend(tokens(k));
-    }
-    let mut exact = 0;
-    for t in terms {
-        if words.iter().any(|w| w == t) {
-            exact += 1;
-        } else if !words.iter().any(|w| w.starts_with(t.as_str())) {
-            return None;
-        }
-    }
-    Some(exact)
 }
 
 #[cfg(test)]
@@ -194,6 +162,8 @@ mod tests {
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].version, semver::Version::new(1, 1, 0));
         assert!(set.search("nothing", 10).is_empty());
+        // market-core's index forgives a typo.
+        assert_eq!(set.search("web framwork", 10).len(), 1);
         let stranger = SigningKey::from_seed([2; 32]);
         assert!(
             set.admit(release("cli-tool", "0.2.0", "x", &stranger))
