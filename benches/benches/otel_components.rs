@@ -7,8 +7,8 @@
 //! - `counter_add`, `histogram_record`: the hot-path atomics library crates use.
 //! - `context_propagation`: inject the current span's W3C context into a header map, extract it,
 //!   attach it.
-//! - `export_batch`: 64 sampled spans, then a flush: encoding, the HTTP round trip to the receiver
-//!   and its decoding.
+//! - `export_batch`: 64 sampled spans, then a flush of the span exporter: encoding, the HTTP round
+//!   trip to the receiver and its decoding.
 //!
 //! Spans go to the receiver the xtask starts (`OTEL_EXPORTER_OTLP_ENDPOINT`); run by hand without
 //! it, the bench starts an in-process receiver on loopback, so exporting is real either way.

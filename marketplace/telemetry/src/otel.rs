@@ -247,10 +247,14 @@ pub(crate) struct Providers {
 }
 
 impl Providers {
-    pub(crate) fn flush(&self) -> Result<(), TelemetryError> {
+    pub(crate) fn flush_traces(&self) -> Result<(), TelemetryError> {
         self.tracer
             .force_flush()
-            .map_err(|e| shutdown_error("traces", "flush", e))?;
+            .map_err(|e| shutdown_error("traces", "flush", e))
+    }
+
+    pub(crate) fn flush(&self) -> Result<(), TelemetryError> {
+        self.flush_traces()?;
         if let Some(meter) = &self.meter {
             meter
                 .force_flush()

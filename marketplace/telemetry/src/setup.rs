@@ -123,6 +123,15 @@ impl TelemetryGuard {
         Ok(())
     }
 
+    /// Exports the finished spans buffered now, and waits until the exporter is done with them.
+    pub fn flush_traces(&self) -> Result<(), TelemetryError> {
+        #[cfg(feature = "otel")]
+        if let Some(providers) = &self.providers {
+            providers.flush_traces()?;
+        }
+        Ok(())
+    }
+
     /// Flushes and shuts down, reporting failures (dropping the guard does the same but can only
     /// print them).
     pub fn shutdown(mut self) -> Result<(), TelemetryError> {

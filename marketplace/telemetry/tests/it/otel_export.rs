@@ -273,3 +273,26 @@ fn metrics_are_exported_on_shutdown() {
     );
     assert!(stats.metric_points_by_name["test.export.latency.bucket"] >= 20);
 }
+
+#[test]
+fn flush_exports_while_the_guard_lives() {
+    let receiver = Receiver::start().unwrap();
+    let (dispatch, guard) = dispatch(&config(&receiver, 1.0));
+    tracing::dispatcher::with_default(&dispatch, search_with_children);
+    // `flush_traces` returns once the receiver has answered, so the spans are counted now.
+    guard.flush_traces().unwrap();
+    assert_eq!(receiver.stats().spans, 4);
+    tracing::dispatcher::with_default(&dispatch, search_with_children);
+    guard.flush().unwrap();
+    let stats = receiver.stats();
+    assert_eq!(stats.spans, 8);
+    assert_eq!(stats.traces, 2);
+    assert!(
+        stats
+            .export_requests
+            .get("metrics")
+            .is_some_and(|&n| n >= 1),
+        "{stats:#?}"
+    );
+    guard.shutdown().unwrap();
+}
