@@ -6,3 +6,4 @@ mod dht;
 mod fetch;
 mod gossip;
 mod search;
+mod tcp;
