@@ -109,6 +109,16 @@ struct Counters {
     bytes: AtomicU64,
 }
 
+/// Process-wide cache metrics (exported with the `otel` feature of the binaries); the per-cache
+/// counters above stay for [`Cache::stats`]. Both are relaxed atomics: a probe costs nanoseconds.
+mod global {
+    use market_telemetry::metrics::{Counter, names};
+    pub static HOT_HITS: Counter = Counter::new(names::CACHE_HITS).label("tier", "hot");
+    pub static HOT_MISSES: Counter = Counter::new(names::CACHE_MISSES).label("tier", "hot");
+    pub static WARM_HITS: Counter = Counter::new(names::CACHE_HITS).label("tier", "warm");
+    pub static WARM_MISSES: Counter = Counter::new(names::CACHE_MISSES).label("tier", "warm");
+}
+
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
@@ -235,6 +245,7 @@ impl Cache {
         match self.store.get(id) {
             Ok(Some(bytes)) => {
                 bump(&self.counters.warm_hits);
+                global::WARM_HITS.inc();
                 let bytes: Arc<[u8]> = bytes.into();
                 self.hot_insert(id.clone(), bytes.clone());
                 Ok(Some(Fetched {
@@ -244,12 +255,14 @@ impl Cache {
             }
             Ok(None) => {
                 bump(&self.counters.warm_misses);
+                global::WARM_MISSES.inc();
                 Ok(None)
             }
             Err(StoreError::Corrupt { path, actual, .. }) => {
                 tracing::warn!(path = %path.display(), %actual, "removing corrupt archive from the store");
                 self.store.remove(id)?;
                 bump(&self.counters.warm_misses);
+                global::WARM_MISSES.inc();
                 Ok(None)
             }
             Err(e) => Err(e.into()),
@@ -264,6 +277,7 @@ impl Cache {
         let Some((bytes, last)) = hot.entries.get_mut(id) else {
             drop(hot);
             bump(&self.counters.hot_misses);
+            global::HOT_MISSES.inc();
             return None;
         };
         let bytes = bytes.clone();
@@ -272,6 +286,7 @@ impl Cache {
         hot.order.insert(tick, id.clone());
         drop(hot);
         bump(&self.counters.hot_hits);
+        global::HOT_HITS.inc();
         Some(bytes)
     }
 

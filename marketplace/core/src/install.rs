@@ -15,6 +15,7 @@
 //! The lock is honoured: the resolver prefers the locked versions, and in `locked` mode any
 //! difference between the lock and the new resolution is refused with the list of changes.
 
+use market_telemetry::metrics::Operation;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -181,7 +182,10 @@ impl<'a> Installer<'a> {
             status = tracing::field::Empty
         );
         let _enter = span.enter();
+        static INSTALLS: Operation = Operation::new("install");
+        let timer = INSTALLS.start();
         let result = self.install_inner(requests);
+        timer.finish_result(&result);
         match &result {
             Ok(report) => {
                 span.record("packages", report.installed.len() + report.unchanged.len());

@@ -5,6 +5,7 @@
 //! and the index saved. The network crate then announces the same [`Release`]. The archive is stored
 //! before the index refers to it, so an index entry never points at a missing archive.
 
+use market_telemetry::metrics::Operation;
 use std::path::{Path, PathBuf};
 
 use crate::archive::{self, ArchiveError};
@@ -46,7 +47,10 @@ pub fn publish(
         status = tracing::field::Empty
     );
     let _enter = span.enter();
+    static PUBLISHES: Operation = Operation::new("publish");
+    let timer = PUBLISHES.start();
     let result = publish_inner(home, dir, key, now, &span);
+    timer.finish_result(&result);
     span.record("status", if result.is_ok() { "ok" } else { "error" });
     result
 }

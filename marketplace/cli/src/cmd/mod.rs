@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use market_core::home::Home;
 use market_core::index::Registry;
+use market_telemetry::metrics::{Gauge, names};
 
 /// Flags every verb that touches local state shares.
 #[derive(clap::Args, Debug, Clone)]
@@ -33,8 +34,11 @@ impl HomeArgs {
 /// Loads the registry index of `home`; a missing index is an empty registry.
 pub fn load_registry(home: &Home) -> anyhow::Result<Registry> {
     let _span = tracing::info_span!("registry_load", path = %home.index_path().display()).entered();
-    Registry::load(&home.index_path())
-        .with_context(|| format!("loading the registry index of {}", home.root().display()))
+    static KNOWN: Gauge = Gauge::new(names::PACKAGES_KNOWN);
+    let registry = Registry::load(&home.index_path())
+        .with_context(|| format!("loading the registry index of {}", home.root().display()))?;
+    KNOWN.set(i64::try_from(registry.len()).unwrap_or(i64::MAX));
+    Ok(registry)
 }
 
 /// Seconds since the Unix epoch.

@@ -1,4 +1,5 @@
 use market_core::search::{Query, SearchIndex, Sort};
+use market_telemetry::metrics::Operation;
 
 use super::HomeArgs;
 use crate::output;
@@ -37,7 +38,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let home = args.home.home();
     // The request-level span covers the index load: that is what a person waits for.
     let span = tracing::info_span!(
         "cli_search",
@@ -47,6 +47,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         network = args.net.network,
     );
     let _enter = span.enter();
+    static SEARCHES: Operation = Operation::new("cli_search");
+    let timer = SEARCHES.start();
+    let result = search(&args, &span);
+    timer.finish_result(&result);
+    result
+}
+
+fn search(args: &Args, span: &tracing::Span) -> anyhow::Result<()> {
+    let home = args.home.home();
     let registry = super::load_registry(&home)?;
     let mut index = SearchIndex::from_registry(&registry);
     let note =
