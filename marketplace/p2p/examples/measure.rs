@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p market-p2p --example measure -- 10 100
+//! cargo run --release -p market-p2p --example measure -- 100 wan=20
 //! ```
 //!
 //! Every figure printed is measured in this run. Timing lives here, not in the tests.
@@ -72,9 +73,10 @@ fn release(i: usize, key: &SigningKey) -> Release {
     .sign(key)
 }
 
-async fn measure(n: usize) -> Result<(), Box<dyn std::error::Error>> {
-    println!("== {n} nodes ==");
+async fn measure(n: usize, wan: Duration) -> Result<(), Box<dyn std::error::Error>> {
+    println!("== {n} nodes, one-way frame delay {wan:?} ==");
     let mut node = NodeConfig::in_process();
+    node.frame_delay = wan;
     // Write-back caching would move records towards the origins of earlier lookups.
     node.kad_caching = false;
     let mut cfg = TestnetConfig::new(n, Topology::Star { hubs: 2.min(n) });
@@ -246,10 +248,15 @@ async fn measure(n: usize) -> Result<(), Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    // Arguments: network sizes, and optionally `wan=MS` for a one-way delay on every frame.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let wan = args
+        .iter()
+        .find_map(|a| a.strip_prefix("wan="))
+        .map(|ms| ms.parse::<u64>().map(Duration::from_millis))
+        .transpose()?
+        .unwrap_or(Duration::ZERO);
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
         vec![10, 100]
     } else {
@@ -259,7 +266,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if n < 2 {
             return Err(format!("a network needs at least 2 nodes, got {n}").into());
         }
-        measure(n).await?;
+        measure(n, wan).await?;
     }
     Ok(())
 }

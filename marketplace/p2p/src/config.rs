@@ -44,6 +44,9 @@ pub struct NodeConfig {
     pub reputation: ReputationConfig,
     pub cache_ttl: Duration,
     pub cache_capacity: usize,
+    /// One-way delay added to every frame of in-process (memory transport) connections, handshakes
+    /// included, to emulate wide-area links; zero for none. Real transports ignore it.
+    pub frame_delay: Duration,
     /// Bound of the command channel from clients to the swarm task.
     pub command_buffer: usize,
     /// Bound of the event broadcast; a subscriber that lags further loses the oldest events.
@@ -90,6 +93,7 @@ impl Default for NodeConfig {
             reputation: ReputationConfig::default(),
             cache_ttl: Duration::from_secs(60),
             cache_capacity: 4096,
+            frame_delay: Duration::ZERO,
             command_buffer: 256,
             event_buffer: 1024,
         }

@@ -16,6 +16,7 @@ mod client;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod latency;
 mod node;
 pub mod protocol;
 pub mod releases;

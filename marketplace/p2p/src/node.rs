@@ -426,10 +426,12 @@ impl Node {
             .clone()
             .unwrap_or_else(Keypair::generate_ed25519);
         let idle = config.idle_connection_timeout;
+        let delay = config.frame_delay;
         let swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_other_transport(|key| {
                 MemoryTransport::default()
+                    .map(move |channel, _| crate::latency::Delayed::new(channel, delay))
                     .upgrade(upgrade::Version::V1Lazy)
                     .authenticate(plaintext::Config::new(key))
                     .multiplex(yamux::Config::default())

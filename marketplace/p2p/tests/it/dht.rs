@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use market_core::trust::TrustBook;
 use market_p2p::protocol::version_key;
+use market_p2p::testnet::{Testnet, TestnetConfig, Topology};
 use market_p2p::{AnnounceOutcome, CachePolicy, MemoryArchives, NetEvent, Node, NodeConfig};
 
 use crate::common::*;
@@ -189,4 +190,28 @@ async fn an_empty_network_is_a_local_only_success() {
         .unwrap();
     assert_eq!(found.value, Some(r));
     node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_work_over_emulated_wide_area_links() {
+    let mut cfg = TestnetConfig::new(5, Topology::Star { hubs: 1 });
+    cfg.node.frame_delay = std::time::Duration::from_millis(5);
+    cfg.ready_routing_peers = 4;
+    let mut net = Testnet::spawn(cfg).await.unwrap();
+    let r = release("far-away", "1.0.0", b"w", &key(40));
+    net.client(1).put_release(&r).await.unwrap();
+    let mut late_cfg = NodeConfig::in_process();
+    late_cfg.frame_delay = std::time::Duration::from_millis(5);
+    let late = net
+        .add_node(late_cfg, Arc::new(MemoryArchives::new()))
+        .await
+        .unwrap();
+    let found = net
+        .client(late)
+        .get_release(&r.name, &r.version, CachePolicy::Bypass)
+        .await
+        .unwrap();
+    assert_eq!(found.value, Some(r));
+    assert!(found.stats.requests >= 1);
+    net.shutdown().await;
 }
