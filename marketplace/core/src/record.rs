@@ -46,10 +46,15 @@ impl ContentId {
 impl TryFrom<String> for ContentId {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(ContentId(s))
         } else {
-            Err(format!("content id must be 64 lowercase hex characters, found {s:?}"))
+            Err(format!(
+                "content id must be 64 lowercase hex characters, found {s:?}"
+            ))
         }
     }
 }
@@ -81,10 +86,18 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!("is {} characters long; at most {MAX_NAME_LEN} are allowed", name.len()));
+        return Err(format!(
+            "is {} characters long; at most {MAX_NAME_LEN} are allowed",
+            name.len()
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
-        return Err(format!("contains {c:?}; only lowercase letters, digits and '-' are allowed"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "contains {c:?}; only lowercase letters, digits and '-' are allowed"
+        ));
     }
     if name.starts_with('-') {
         return Err("must not start with '-'".into());
@@ -133,11 +146,25 @@ pub enum ReleaseError {
     #[error("package name {name:?} {reason}")]
     BadName { name: String, reason: String },
     #[error("dependency name {name:?} of {package} {reason}")]
-    BadDependency { package: String, name: String, reason: String },
-    #[error("release {name}@{version} is {size} bytes encoded; at most {MAX_RELEASE_BYTES} are allowed")]
-    TooLarge { name: String, version: String, size: usize },
+    BadDependency {
+        package: String,
+        name: String,
+        reason: String,
+    },
+    #[error(
+        "release {name}@{version} is {size} bytes encoded; at most {MAX_RELEASE_BYTES} are allowed"
+    )]
+    TooLarge {
+        name: String,
+        version: String,
+        size: usize,
+    },
     #[error("release {name}@{version}: {source}")]
-    Signature { name: String, version: String, source: SignError },
+    Signature {
+        name: String,
+        version: String,
+        source: SignError,
+    },
     #[error("release record is not valid JSON: {0}")]
     Decode(String),
 }
@@ -222,8 +249,10 @@ impl Release {
     /// the publisher key named in it signed it. Whether that key may publish this name is the
     /// [`crate::trust`] book's decision.
     pub fn verify(&self) -> Result<(), ReleaseError> {
-        validate_name(&self.name)
-            .map_err(|reason| ReleaseError::BadName { name: self.name.clone(), reason })?;
+        validate_name(&self.name).map_err(|reason| ReleaseError::BadName {
+            name: self.name.clone(),
+            reason,
+        })?;
         for dep in self.dependencies.keys() {
             validate_name(dep).map_err(|reason| ReleaseError::BadDependency {
                 package: self.name.clone(),
@@ -240,7 +269,11 @@ impl Release {
             });
         }
         self.publisher
-            .verify(RELEASE_DOMAIN, &signed_bytes(&self.signed_part()), &self.signature)
+            .verify(
+                RELEASE_DOMAIN,
+                &signed_bytes(&self.signed_part()),
+                &self.signature,
+            )
             .map_err(|source| ReleaseError::Signature {
                 name: self.name.clone(),
                 version: self.version.to_string(),
@@ -277,7 +310,10 @@ mod tests {
             checksum: ContentId::of(b"archive"),
             size: 7,
             dependencies: [("http-core".to_string(), "^1".parse().unwrap())].into(),
-            meta: Metadata { description: "A web framework".into(), ..Default::default() },
+            meta: Metadata {
+                description: "A web framework".into(),
+                ..Default::default()
+            },
             published_at: 1_700_000_000,
         }
         .sign(key)

@@ -19,11 +19,17 @@ pub enum SignError {
     #[error("signature does not verify with key {key}")]
     Mismatch { key: PublicKey },
     #[error("cannot read key file {path}: {source}")]
-    ReadKey { path: PathBuf, source: std::io::Error },
+    ReadKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("key file {path} is malformed: {reason}")]
     MalformedKey { path: PathBuf, reason: String },
     #[error("cannot write key file {path}: {source}")]
-    WriteKey { path: PathBuf, source: std::io::Error },
+    WriteKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("key file {path} already exists; refusing to overwrite a publisher key")]
     KeyExists { path: PathBuf },
 }
@@ -66,31 +72,45 @@ impl SigningKey {
     /// key means losing the name it owns.
     pub fn save(&self, path: &Path) -> Result<(), SignError> {
         if path.exists() {
-            return Err(SignError::KeyExists { path: path.to_owned() });
+            return Err(SignError::KeyExists {
+                path: path.to_owned(),
+            });
         }
         let text = format!("{}\n", hex::encode(self.0.to_bytes()));
-        crate::fsutil::write_atomic(path, text.as_bytes())
-            .map_err(|source| SignError::WriteKey { path: path.to_owned(), source })?;
+        crate::fsutil::write_atomic(path, text.as_bytes()).map_err(|source| {
+            SignError::WriteKey {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|source| SignError::WriteKey { path: path.to_owned(), source })?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| SignError::WriteKey {
+                    path: path.to_owned(),
+                    source,
+                },
+            )?;
         }
         Ok(())
     }
 
     pub fn load(path: &Path) -> Result<SigningKey, SignError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SignError::ReadKey { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SignError::ReadKey {
+            path: path.to_owned(),
+            source,
+        })?;
         let bytes = hex::decode(text.trim()).map_err(|e| SignError::MalformedKey {
             path: path.to_owned(),
             reason: format!("not hex: {e}"),
         })?;
-        let seed: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| SignError::MalformedKey {
-            path: path.to_owned(),
-            reason: format!("expected 32 bytes, found {}", b.len()),
-        })?;
+        let seed: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| SignError::MalformedKey {
+                path: path.to_owned(),
+                reason: format!("expected 32 bytes, found {}", b.len()),
+            })?;
         Ok(SigningKey::from_seed(seed))
     }
 }
@@ -128,9 +148,9 @@ impl std::str::FromStr for PublicKey {
     type Err = SignError;
     fn from_str(s: &str) -> Result<Self, SignError> {
         let bytes = hex::decode(s).map_err(|e| SignError::BadPublicKey(e.to_string()))?;
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| SignError::BadPublicKey(format!("expected 32 bytes, found {}", b.len())))?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            SignError::BadPublicKey(format!("expected 32 bytes, found {}", b.len()))
+        })?;
         Ok(PublicKey(arr))
     }
 }

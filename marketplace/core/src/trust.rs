@@ -35,8 +35,11 @@ impl Rotation {
     }
 
     pub fn verify(&self) -> Result<(), SignError> {
-        self.old
-            .verify(ROTATION_DOMAIN, &rotation_bytes(&self.name, &self.old, &self.new), &self.signature)
+        self.old.verify(
+            ROTATION_DOMAIN,
+            &rotation_bytes(&self.name, &self.old, &self.new),
+            &self.signature,
+        )
     }
 }
 
@@ -57,7 +60,12 @@ pub enum TrustError {
         "{release} is signed by key {signer}, but {name} is owned by key {owner}; \
          only the owner (or a key it rotated to) may publish new versions"
     )]
-    NotOwner { release: String, name: String, signer: String, owner: String },
+    NotOwner {
+        release: String,
+        name: String,
+        signer: String,
+        owner: String,
+    },
     #[error("rotation of {name}: {reason}")]
     BadRotation { name: String, reason: String },
 }
@@ -90,13 +98,18 @@ impl TrustBook {
     /// [`TrustBook::check`], then pins the signer as owner if the name was unknown.
     pub fn admit(&mut self, release: &Release) -> Result<(), TrustError> {
         self.check(release)?;
-        self.owners.entry(release.name.clone()).or_insert(release.publisher);
+        self.owners
+            .entry(release.name.clone())
+            .or_insert(release.publisher);
         Ok(())
     }
 
     /// Applies a rotation signed by the current owner.
     pub fn rotate(&mut self, rotation: &Rotation) -> Result<(), TrustError> {
-        let bad = |reason: String| TrustError::BadRotation { name: rotation.name.clone(), reason };
+        let bad = |reason: String| TrustError::BadRotation {
+            name: rotation.name.clone(),
+            reason,
+        };
         validate_name(&rotation.name).map_err(|r| bad(format!("name {r}")))?;
         rotation.verify().map_err(|e| bad(e.to_string()))?;
         match self.owners.get(&rotation.name) {
@@ -109,7 +122,9 @@ impl TrustBook {
                 rotation.old.short(),
                 owner.short()
             ))),
-            None => Err(bad("the name has no owner yet; publish a version first".into())),
+            None => Err(bad(
+                "the name has no owner yet; publish a version first".into()
+            )),
         }
     }
 }
@@ -151,8 +166,12 @@ mod tests {
         let mut book = TrustBook::default();
         book.admit(&release("tpl", "1.0.0", &alice)).unwrap();
         // Bob cannot rotate a name he does not own.
-        assert!(book.rotate(&Rotation::sign("tpl", &bob, bob.public())).is_err());
-        book.rotate(&Rotation::sign("tpl", &alice, bob.public())).unwrap();
+        assert!(
+            book.rotate(&Rotation::sign("tpl", &bob, bob.public()))
+                .is_err()
+        );
+        book.rotate(&Rotation::sign("tpl", &alice, bob.public()))
+            .unwrap();
         book.admit(&release("tpl", "2.0.0", &bob)).unwrap();
         assert!(book.admit(&release("tpl", "2.1.0", &alice)).is_err());
     }
