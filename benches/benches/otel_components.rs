@@ -15,7 +15,7 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use market_telemetry::metrics::{Counter, Histogram};
 use market_telemetry::receiver::Receiver;
 use market_telemetry::{Config, TelemetryGuard, propagation, tracing};
@@ -114,4 +114,14 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+// Criterion's `criterion_main!`, plus the variant check the xtask relies on. This suite builds its
+// own pipelines (one per sampler ratio), so it does not call `market_benches::start`.
+fn main() {
+    market_benches::answer_variant_check();
+    eprintln!(
+        "market-benches otel_components: variant {}",
+        market_benches::variant()
+    );
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

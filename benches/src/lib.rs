@@ -28,9 +28,77 @@ pub fn variant() -> &'static str {
     }
 }
 
-/// Announces the bench executable and its variant on stderr. Call first thing in `main`.
+/// The variable the xtask sets to ask an executable which variant it was compiled as.
+pub const VARIANT_CHECK_VAR: &str = "MARKET_BENCH_VARIANT_CHECK";
+
+/// Call first thing in `main`.
+///
+/// - With `MARKET_BENCH_VARIANT_CHECK=1`, prints exactly one line `market-bench-variant: plain|otel`
+///   to stdout and exits 0: the xtask's check that features were not unified into the wrong variant
+///   (the protocol is documented in the xtask's `verbs/bench_all.rs`).
+/// - Otherwise announces the executable and its variant on stderr and installs telemetry the way the
+///   `market` binary does, so both variants measure what users run: plain `tracing` with the stderr
+///   log at `warn` without `otel`; with `otel`, the OpenTelemetry pipeline as well, exporting to the
+///   OTLP receiver named by `OTEL_EXPORTER_OTLP_ENDPOINT` (the xtask starts one as its own process,
+///   as a collector runs beside a service) at the sampler ratio of `MARKET_OTEL_SAMPLE_RATIO`
+///   (default 0.1). With no endpoint set, an in-process receiver on loopback takes the export, so
+///   a hand-run or smoke-tested otel bench still exports for real.
 pub fn start(bench: &str) {
+    answer_variant_check();
     eprintln!("market-benches {bench}: variant {}", variant());
+    if mode() == Mode::List {
+        return;
+    }
+    telemetry::install(bench);
+}
+
+/// Answers the xtask's variant check and exits when `MARKET_BENCH_VARIANT_CHECK=1`; else returns.
+/// [`start`] calls it; a suite that sets telemetry up itself (`otel_components`) calls it directly.
+pub fn answer_variant_check() {
+    if std::env::var(VARIANT_CHECK_VAR).is_ok_and(|v| v == "1") {
+        println!("market-bench-variant: {}", variant());
+        std::process::exit(0);
+    }
+}
+
+mod telemetry {
+    use std::sync::OnceLock;
+
+    use market_telemetry::{Config, TelemetryGuard};
+
+    /// Lives for the whole process: the guard's drop would shut the exporter down.
+    static GUARD: OnceLock<Option<TelemetryGuard>> = OnceLock::new();
+    #[cfg(feature = "otel")]
+    static RECEIVER: OnceLock<market_telemetry::receiver::Receiver> = OnceLock::new();
+
+    pub fn install(bench: &str) {
+        #[allow(unused_mut)]
+        let mut config = Config::new(format!("market-benches-{bench}"));
+        #[cfg(feature = "otel")]
+        if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
+            match market_telemetry::receiver::Receiver::start() {
+                Ok(r) => {
+                    eprintln!(
+                        "market-benches {bench}: no OTEL_EXPORTER_OTLP_ENDPOINT; exporting to an in-process receiver at {}",
+                        r.endpoint()
+                    );
+                    config = config.with_endpoint(r.endpoint());
+                    let _ = RECEIVER.set(r);
+                }
+                Err(e) => eprintln!(
+                    "market-benches {bench}: cannot start an in-process OTLP receiver: {e}"
+                ),
+            }
+        }
+        GUARD.get_or_init(|| match market_telemetry::init(&config) {
+            Ok(guard) => Some(guard),
+            Err(e) => {
+                // A bench that cannot set telemetry up would measure the wrong variant: stop.
+                eprintln!("market-benches {bench}: telemetry setup failed: {e}");
+                std::process::exit(2);
+            }
+        });
+    }
 }
 
 /// How Criterion was asked to run, read from the command line the same way Criterion reads it.
