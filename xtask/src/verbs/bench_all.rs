@@ -348,8 +348,10 @@ impl Receiver {
     /// live beside the benches.
     pub fn start(exe: &Path) -> Result<Receiver> {
         let what = || format!("OTLP receiver {}", exe.display());
+        // stdin stays piped and open inside `child` for the receiver's whole life: the receiver
+        // prints its counts and exits when stdin closes, so a null stdin would stop it at once.
         let mut child = Command::new(exe)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
