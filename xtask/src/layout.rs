@@ -3,7 +3,7 @@
 //! ```text
 //! baselines/policy.toml                         thresholds, budgets, SLAs, profiles, waivers
 //! baselines/NAME.json                           committed run files
-//! target/perf/build/<variant>/                  CARGO_TARGET_DIR per variant (features never unify)
+//! target/perf/build/                           CARGO_TARGET_DIR of every bench build (both variants, base)
 //! target/perf/criterion/<ref>/<variant>/<rep>/<exe>/   CRITERION_HOME and MARKET_PERF_OUT of one process
 //! target/perf/runs/NAME.json, latest.json       run files
 //! target/perf/report.md, report.json, pr-comment.md
@@ -40,8 +40,13 @@ impl Layout {
     pub fn baseline(&self, name: &str) -> PathBuf {
         self.baselines().join(format!("{name}.json"))
     }
-    pub fn build_dir(&self, variant: &str) -> PathBuf {
-        self.perf().join("build").join(variant)
+    /// One target directory for every bench build. Features cannot unify across cargo
+    /// invocations, and cargo keeps each feature set's artifacts apart (the hash in an artifact's
+    /// name covers its features and its package's path), so the plain and otel variants and a
+    /// `--base-ref` worktree share the dependencies they have in common and build libp2p and
+    /// OpenTelemetry once, not once per variant. The variant check still guards every executable.
+    pub fn build_dir(&self) -> PathBuf {
+        self.perf().join("build")
     }
     pub fn criterion_root(&self, git_ref: &str) -> PathBuf {
         self.perf().join("criterion").join(git_ref)

@@ -5,8 +5,8 @@
 //! # Protocol with the bench executables
 //!
 //! - Built by `cargo bench -p market-benches --no-run --message-format=json`, once without and once
-//!   with `--features otel`, each in its own `CARGO_TARGET_DIR` (target/perf/build/<variant>) so
-//!   that cargo can never unify the features of the two variants.
+//!   with `--features otel`, in two cargo invocations (so features cannot unify) sharing one
+//!   `CARGO_TARGET_DIR` (target/perf/build), where cargo keeps each feature set's artifacts apart.
 //! - Variant check: run with `MARKET_BENCH_VARIANT_CHECK=1` (and `--list`), an executable prints
 //!   exactly one line `market-bench-variant: plain` or `market-bench-variant: otel` to stdout and
 //!   exits 0. An executable reporting the other variant is refused (exit 2).
@@ -113,13 +113,7 @@ pub fn build_succeeded(stdout: &str) -> bool {
 
 /// Builds the bench executables of one variant in its own target directory.
 pub fn build(layout: &Layout, variant: &'static str, features: &[&str]) -> Result<Vec<Executable>> {
-    build_in(
-        layout,
-        &layout.root,
-        &layout.build_dir(variant),
-        variant,
-        features,
-    )
+    build_in(layout, &layout.root, &layout.build_dir(), variant, features)
 }
 
 /// Builds the bench executables of the workspace at `dir` into `target_dir`.
@@ -233,7 +227,7 @@ pub fn check_variant(exe: &Path, expected: &str) -> Result<()> {
         [v] => Err(Error::input(
             format!("bench executable {}", exe.display()),
             format!("was built as the `{v}` variant, but the `{expected}` build produced it"),
-            "cargo unified features between the variants; delete target/perf/build and re-run (each variant needs its own CARGO_TARGET_DIR)",
+            "the executable cargo reported for this variant was built with the other feature set; delete target/perf/build and re-run",
         )),
         _ => Err(Error::input(
             format!("bench executable {}", exe.display()),
@@ -394,7 +388,7 @@ fn build_receiver(layout: &Layout) -> Result<PathBuf> {
     let cargo = cargo();
     eprintln!("building the OTLP receiver");
     let out = cmd!(sh, "{cargo} build -p market-telemetry --bin otlp-receiver --features receiver --profile bench --message-format=json")
-        .env("CARGO_TARGET_DIR", layout.build_dir(OTEL))
+        .env("CARGO_TARGET_DIR", layout.build_dir())
         .quiet()
         .ignore_status()
         .output()
@@ -697,9 +691,9 @@ pub(crate) fn new_run(
         "cargo xtask {}",
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")
     )];
-    for (variant, features) in VARIANTS {
+    for (_, features) in VARIANTS {
         commands.push(format!(
-            "CARGO_TARGET_DIR=target/perf/build/{variant} cargo bench -p market-benches --no-run{}",
+            "CARGO_TARGET_DIR=target/perf/build cargo bench -p market-benches --no-run{}",
             if features.is_empty() {
                 String::new()
             } else {
@@ -811,7 +805,7 @@ fn prepare_base(
             }
             let commit = cmd!(sh, "git -C {tree} rev-parse HEAD").quiet().read().ok();
             eprintln!("base {git_ref} checked out at {}", tree.display());
-            let exes = build_in(layout, &tree, &layout.build_dir("base-plain"), PLAIN, &[])?;
+            let exes = build_in(layout, &tree, &layout.build_dir(), PLAIN, &[])?;
             (
                 exes,
                 Git {
