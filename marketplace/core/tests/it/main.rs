@@ -7,4 +7,5 @@ mod install;
 mod manifest;
 mod resolve;
 mod search;
+mod spans;
 mod synth;
