@@ -74,6 +74,10 @@ mod telemetry {
     pub fn install(bench: &str) {
         #[allow(unused_mut)]
         let mut config = Config::new(format!("market-benches-{bench}"));
+        if std::env::var_os("RUST_LOG").is_none() {
+            // Testnets tear connections down by the thousand; yamux reports each as a warning.
+            config = config.with_log_filter(market_telemetry::QUIET_NETWORK_LOG);
+        }
         #[cfg(feature = "otel")]
         if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
             match market_telemetry::receiver::Receiver::start() {

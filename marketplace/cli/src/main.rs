@@ -49,7 +49,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Telemetry failing to start (a bad OTEL_* variable, say) must not stop the command: say so and
     // go on without it.
-    let _telemetry = match market_telemetry::init(&market_telemetry::Config::new("market")) {
+    let mut config = market_telemetry::Config::new("market");
+    if std::env::var_os("RUST_LOG").is_none() {
+        config = config.with_log_filter(market_telemetry::QUIET_NETWORK_LOG);
+    }
+    let _telemetry = match market_telemetry::init(&config) {
         Ok(guard) => Some(guard),
         Err(e) => {
             eprintln!("warning: telemetry is off: {e}");

@@ -34,6 +34,11 @@ pub use tracing;
 pub const SAMPLE_RATIO_VAR: &str = "MARKET_OTEL_SAMPLE_RATIO";
 /// The standard OpenTelemetry variable for the sampler argument.
 pub const OTEL_SAMPLER_ARG_VAR: &str = "OTEL_TRACES_SAMPLER_ARG";
+/// The stderr log filter binaries use when `RUST_LOG` is unset: warnings, except from the stream
+/// multiplexer and protocol negotiation, which report every connection a peer closes under them
+/// (routine in a network that prunes connections) as a warning.
+pub const QUIET_NETWORK_LOG: &str = "warn,yamux=error,libp2p_yamux=error,multistream_select=error";
+
 /// The ratio of root traces sampled when nothing says otherwise (DESIGN §2).
 pub const DEFAULT_SAMPLE_RATIO: f64 = 0.1;
 
