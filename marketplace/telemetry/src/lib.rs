@@ -22,6 +22,8 @@ mod otel;
 pub mod receiver;
 
 #[cfg(feature = "subscriber")]
+pub mod capture;
+#[cfg(feature = "subscriber")]
 mod setup;
 #[cfg(feature = "subscriber")]
 pub use setup::{BoxedLayer, TelemetryGuard, dispatch, init, layer};

@@ -1,78 +1,11 @@
 //! The spans request-level operations emit, captured by a layer: names, parents and fields
 //! (including those recorded after the span opened), as an OpenTelemetry exporter would see them.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
 use market_core::cache::Cache;
 use market_core::install::Installer;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::prelude::*;
+use market_telemetry::capture::Capture;
 
 use crate::install::support::World;
-
-#[derive(Debug, Clone, Default)]
-struct Captured {
-    name: &'static str,
-    parent: Option<&'static str>,
-    fields: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Captured>>>);
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-/// The index of a span in the captured list, kept in the span's extensions.
-struct Slot(usize);
-
-impl<S> Layer<S> for Capture
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let span = ctx.span(id).expect("the registry knows a new span");
-        let mut c = Captured {
-            name: attrs.metadata().name(),
-            parent: span.parent().map(|p| p.name()),
-            ..Captured::default()
-        };
-        attrs.record(&mut Fields(&mut c.fields));
-        let mut all = self.0.lock().unwrap();
-        all.push(c);
-        span.extensions_mut().insert(Slot(all.len() - 1));
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        let span = ctx.span(id).expect("the registry knows a recorded span");
-        if let Some(Slot(i)) = span.extensions().get::<Slot>() {
-            values.record(&mut Fields(&mut self.0.lock().unwrap()[*i].fields));
-        }
-    }
-}
-
-impl Capture {
-    fn named(&self, name: &str) -> Vec<Captured> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|c| c.name == name)
-            .cloned()
-            .collect()
-    }
-}
 
 #[test]
 fn install_emits_install_resolve_and_fetch_spans_with_their_fields() {
@@ -83,7 +16,7 @@ fn install_emits_install_resolve_and_fetch_spans_with_their_fields() {
     let cache = Cache::new(world.store(), 1 << 20);
 
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let subscriber = capture.subscriber();
     let report = tracing::subscriber::with_default(subscriber, || {
         Installer::new(&registry, &cache, world.target())
             .install(&[("web-framework".to_owned(), "^1".parse().unwrap())])
@@ -122,7 +55,7 @@ fn a_failed_install_is_recorded_as_an_error() {
     let registry = world.registry();
     let cache = Cache::new(world.store(), 1 << 20);
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let subscriber = capture.subscriber();
     let result = tracing::subscriber::with_default(subscriber, || {
         Installer::new(&registry, &cache, world.target())
             .install(&[("http-core".to_owned(), "^9".parse().unwrap())])
