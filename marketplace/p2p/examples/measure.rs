@@ -5,7 +5,13 @@
 //! ```text
 //! cargo run --release -p market-p2p --example measure -- 10 100
 //! cargo run --release -p market-p2p --example measure -- 100 wan=20
+//! cargo run --release -p market-p2p --example measure -- 1000 kill=30 bound=32 quick
 //! ```
+//!
+//! Networks start with staggered joins (each node dials 3 random earlier nodes, then bootstraps).
+//! `kill=P` kills P % of the nodes after the first lookups and looks the records up again (only
+//! records that still have a live holder count); `bound=N` sets the connection bound; `quick`
+//! skips the announcement and join phases.
 //!
 //! Every figure printed is measured in this run. Timing lives here, not in the tests.
 
@@ -20,7 +26,7 @@ use market_p2p::testnet::{Testnet, TestnetConfig, Topology};
 use market_p2p::{CachePolicy, MemoryArchives, NetEvent, NodeConfig};
 use rand::{Rng, SeedableRng};
 
-const LOOKUPS: usize = 300;
+const LOOKUPS: usize = 200;
 const RECORDS: usize = 100;
 const ANNOUNCEMENTS: usize = 10;
 const JOINS: usize = 5;
@@ -47,9 +53,10 @@ fn summary(label: &str, mut xs: Vec<f64>, unit: &str) {
     xs.sort_by(f64::total_cmp);
     let mean = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
     println!(
-        "  {label:<38} n={:<4} median={:>9.3}{unit} p99={:>9.3}{unit} mean={:>9.3}{unit} max={:>9.3}{unit}",
+        "  {label:<38} n={:<4} median={:>9.3}{unit} p95={:>9.3}{unit} p99={:>9.3}{unit} mean={:>9.3}{unit} max={:>9.3}{unit}",
         xs.len(),
         percentile(&xs, 0.5),
+        percentile(&xs, 0.95),
         percentile(&xs, 0.99),
         mean,
         xs.last().copied().unwrap_or(f64::NAN),
@@ -73,40 +80,115 @@ fn release(i: usize, key: &SigningKey) -> Release {
     .sign(key)
 }
 
-async fn measure(n: usize, wan: Duration) -> Result<(), Box<dyn std::error::Error>> {
-    println!("== {n} nodes, one-way frame delay {wan:?} ==");
+struct Options {
+    wan: Duration,
+    kill_percent: usize,
+    bound: Option<usize>,
+    quick: bool,
+}
+
+/// Looks up random records from random live origins; reports time, Kademlia requests and dials
+/// per lookup, and how many found their record.
+async fn lookups(
+    net: &Testnet,
+    records: &[Release],
+    rng: &mut rand::rngs::StdRng,
+    label: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if records.is_empty() {
+        println!("  {label}no records to look up");
+        return Ok(());
+    }
+    let live = net.live();
+    let (mut all_ms, mut all_req, mut all_dials) = (vec![], vec![], vec![]);
+    let (mut remote_ms, mut remote_req, mut remote_dials) = (vec![], vec![], vec![]);
+    let mut not_found = 0;
+    for _ in 0..LOOKUPS {
+        let origin = net.client(live[rng.gen_range(0..live.len())]);
+        let r = &records[rng.gen_range(0..records.len())];
+        let held = origin.has_record(version_key(&r.name, &r.version)).await?;
+        let dials_before = origin
+            .counters()
+            .dials
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let t = Instant::now();
+        let found = origin
+            .get_release(&r.name, &r.version, CachePolicy::Bypass)
+            .await?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let dials = origin
+            .counters()
+            .dials
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - dials_before;
+        if found.value.is_none() {
+            not_found += 1;
+        }
+        all_ms.push(ms);
+        all_req.push(f64::from(found.stats.requests));
+        all_dials.push(dials as f64);
+        if !held {
+            remote_ms.push(ms);
+            remote_req.push(f64::from(found.stats.requests));
+            remote_dials.push(dials as f64);
+        }
+    }
+    println!(
+        "  {label}DHT lookups ({LOOKUPS}, {} records, write-back caching off, result cache bypassed):",
+        records.len()
+    );
+    summary("lookup time, all origins", all_ms, "ms");
+    summary("kad requests per lookup, all origins", all_req, "");
+    summary("dials per lookup, all origins", all_dials, "");
+    if remote_ms.is_empty() {
+        println!(
+            "  (every origin held every record: with N <= K = 20 all nodes are among the closest)"
+        );
+    } else {
+        summary("lookup time, origin lacked record", remote_ms, "ms");
+        summary("kad requests, origin lacked record", remote_req, "");
+        summary("dials, origin lacked record", remote_dials, "");
+    }
+    println!(
+        "  {label}lookups that found their record: {} of {LOOKUPS} ({:.1}%)",
+        LOOKUPS - not_found,
+        (LOOKUPS - not_found) as f64 * 100.0 / LOOKUPS as f64
+    );
+    Ok(())
+}
+
+async fn measure(n: usize, opts: &Options) -> Result<(), Box<dyn std::error::Error>> {
+    let wan = opts.wan;
     let mut node = NodeConfig::in_process();
     node.frame_delay = wan;
+    if let Some(b) = opts.bound {
+        node.max_connections = b;
+    }
     // Write-back caching would move records towards the origins of earlier lookups.
     node.kad_caching = false;
-    let mut cfg = TestnetConfig::new(n, Topology::Star { hubs: 2.min(n) });
+    println!(
+        "== {n} nodes, one-way frame delay {wan:?}, connection bound {} ==",
+        node.max_connections
+    );
+    let mut cfg = TestnetConfig::new(
+        n,
+        Topology::Staggered {
+            contacts: 3,
+            seed: n as u64,
+        },
+    );
     cfg.node = node.clone();
     cfg.ready_routing_peers = 10.min(n - 1);
-    cfg.ready_timeout = Duration::from_secs(120);
+    cfg.ready_timeout = Duration::from_secs(300);
 
     let rss_before = rss_bytes();
     let started = Instant::now();
-    let ready_after = cfg.ready_routing_peers;
-    let ready_timeout = cfg.ready_timeout;
-    let mut net = Testnet::spawn_unconnected(cfg).await?;
-    let t_spawned = started.elapsed();
-    net.connect().await?;
-    let t_connected = started.elapsed();
-    net.wait_neighbours().await?;
-    let t_neighbours = started.elapsed();
-    net.bootstrap_all().await?;
-    let t_bootstrapped = started.elapsed();
-    net.wait_routing_ready(ready_after, ready_timeout).await?;
+    let mut net = Testnet::spawn(cfg).await?;
     let spawn_time = started.elapsed();
-    println!(
-        "  phases: spawn {:.3}s, dial topology {:.3}s, neighbours routed {:.3}s, bootstrap all {:.3}s, ready {:.3}s",
-        t_spawned.as_secs_f64(),
-        t_connected.as_secs_f64(),
-        t_neighbours.as_secs_f64(),
-        t_bootstrapped.as_secs_f64(),
-        spawn_time.as_secs_f64()
-    );
     let rss_after = rss_bytes();
+    let start_dials = net.total_dials();
+    // Let the grace period pass so the figures show the steady state the manager keeps.
+    tokio::time::sleep(node.connection_grace * 2).await;
     let infos = join_all(net.clients().iter().map(|c| async move { c.info().await })).await;
     let infos: Vec<_> = infos.into_iter().collect::<Result<_, _>>()?;
     let conns: Vec<f64> = infos.iter().map(|i| i.connected_peers as f64).collect();
@@ -121,73 +203,114 @@ async fn measure(n: usize, wan: Duration) -> Result<(), Box<dyn std::error::Erro
         })
         .sum();
     println!(
-        "  network ready in {:.3}s, {dials} dials in total",
-        spawn_time.as_secs_f64()
+        "  network ready in {:.3}s, {start_dials} dials during start-up ({:.0} per node), {} connections pruned",
+        spawn_time.as_secs_f64(),
+        start_dials as f64 / n as f64,
+        net.total_pruned()
     );
+    let _ = dials;
     println!(
         "  memory: RSS delta {:.1} MB for {n} nodes = {:.0} KB per node",
         (rss_after.saturating_sub(rss_before)) as f64 / 1e6,
         (rss_after.saturating_sub(rss_before)) as f64 / n as f64 / 1e3
     );
-    summary("connections per node", conns, "");
+    summary("connected peers per node (steady)", conns, "");
+    println!(
+        "  peak connected peers at any node during start-up: {} (bound {})",
+        net.peak_connected_peers(),
+        node.max_connections
+    );
     summary("routing-table peers per node", routing, "");
+    // Once more after ten grace periods: what the manager keeps when nothing is going on.
+    let (dials_idle, pruned_idle) = (net.total_dials(), net.total_pruned());
+    tokio::time::sleep(node.connection_grace * 10).await;
+    println!(
+        "  while idle for {:?}: {} dials, {} connections pruned",
+        node.connection_grace * 10,
+        net.total_dials() - dials_idle,
+        net.total_pruned() - pruned_idle
+    );
+    let infos = join_all(net.clients().iter().map(|c| async move { c.info().await })).await;
+    let infos: Vec<_> = infos.into_iter().collect::<Result<_, _>>()?;
+    summary(
+        "connected peers per node (idle net)",
+        infos.iter().map(|i| i.connected_peers as f64).collect(),
+        "",
+    );
+    summary(
+        "gossip mesh peers per node",
+        infos.iter().map(|i| i.gossip_mesh_peers as f64).collect(),
+        "",
+    );
+    println!("  memory: RSS now {:.1} MB in total", rss_bytes() as f64 / 1e6);
 
     // DHT: records published from random nodes, then looked up from random origins.
     let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
     let key = SigningKey::from_seed([9; 32]);
     let releases: Vec<Release> = (0..RECORDS).map(|i| release(i, &key)).collect();
-    for r in &releases {
-        net.client(rng.gen_range(0..n)).put_release(r).await?;
-    }
-    let (mut all_ms, mut all_req, mut remote_ms, mut remote_req) = (vec![], vec![], vec![], vec![]);
-    let mut not_found = 0;
-    for _ in 0..LOOKUPS {
-        let origin = net.client(rng.gen_range(0..n));
-        let r = &releases[rng.gen_range(0..RECORDS)];
-        let held = origin.has_record(version_key(&r.name, &r.version)).await?;
-        let t = Instant::now();
-        let found = origin
-            .get_release(&r.name, &r.version, CachePolicy::Bypass)
-            .await?;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        if found.value.is_none() {
-            not_found += 1;
-        }
-        all_ms.push(ms);
-        all_req.push(f64::from(found.stats.requests));
-        if !held {
-            remote_ms.push(ms);
-            remote_req.push(f64::from(found.stats.requests));
+    for chunk in releases.chunks(10) {
+        let puts = chunk
+            .iter()
+            .map(|r| (net.client(rng.gen_range(0..n)), r))
+            .collect::<Vec<_>>();
+        for r in join_all(puts.iter().map(|(c, r)| c.put_release(r))).await {
+            r?;
         }
     }
+    lookups(&net, &releases, &mut rng, "").await?;
+    let after = net.peak_connected_peers();
     println!(
-        "  DHT lookups ({LOOKUPS}, {RECORDS} records, write-back caching off, result cache bypassed):"
+        "  peak connected peers at any node so far: {after} (bound {})",
+        node.max_connections
     );
-    summary("lookup time, all origins", all_ms, "ms");
-    summary("kad requests per lookup, all origins", all_req, "");
-    if remote_ms.is_empty() {
-        println!(
-            "  (every origin held every record: with N <= K = 20 all nodes are among the closest)"
-        );
-    } else {
-        summary("lookup time, origin lacked record", remote_ms, "ms");
-        summary("kad requests, origin lacked record", remote_req, "");
-    }
-    println!("  lookups that found nothing: {not_found}");
 
+    if opts.kill_percent > 0 {
+        let mut victims: Vec<usize> = (0..n).collect();
+        rand::seq::SliceRandom::shuffle(&mut victims[..], &mut rng);
+        victims.truncate(n * opts.kill_percent / 100);
+        let t = Instant::now();
+        for &v in &victims {
+            net.kill(v).await;
+        }
+        println!(
+            "  killed {} of {n} nodes ({}%) in {:.3}s",
+            victims.len(),
+            opts.kill_percent,
+            t.elapsed().as_secs_f64()
+        );
+        // Only records some live node still holds can be found.
+        let mut held = Vec::new();
+        for r in &releases {
+            let key = version_key(&r.name, &r.version);
+            for i in net.live() {
+                if net.client(i).has_record(key.clone()).await? {
+                    held.push(r.clone());
+                    break;
+                }
+            }
+        }
+        println!("  records with a live holder: {} of {RECORDS}", held.len());
+        lookups(&net, &held, &mut rng, "after kill, ").await?;
+    }
+
+    if opts.quick {
+        net.shutdown().await;
+        return Ok(());
+    }
+    let n = net.len();
     // Gossip: time until every other node has the announcement.
     net.wait_gossip_ready(4, Duration::from_secs(60)).await?;
     let mut full_ms = Vec::new();
     let mut coverage = Vec::new();
     for a in 0..ANNOUNCEMENTS {
-        let origin = rng.gen_range(0..n);
+        let live = net.live();
+        let origin = live[rng.gen_range(0..live.len())];
         let r = release(10_000 + a, &key);
-        let waits: Vec<_> = net
-            .clients()
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| *i != origin)
-            .map(|(_, c)| {
+        let waits: Vec<_> = live
+            .iter()
+            .filter(|&&i| i != origin)
+            .map(|&i| {
+                let c = net.client(i);
                 let mut events = c.subscribe();
                 let want = r.clone();
                 async move {
@@ -214,7 +337,7 @@ async fn measure(n: usize, wan: Duration) -> Result<(), Box<dyn std::error::Erro
         net.client(origin).publish(r).await?;
         let arrivals = waiting.await?;
         let reached = arrivals.iter().filter(|a| a.is_some()).count();
-        coverage.push(reached as f64 / (n - 1) as f64 * 100.0);
+        coverage.push(reached as f64 / (live.len() - 1) as f64 * 100.0);
         if let Some(last) = arrivals.iter().flatten().max() {
             full_ms.push(last.duration_since(t).as_secs_f64() * 1e3);
         }
@@ -256,6 +379,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|ms| ms.parse::<u64>().map(Duration::from_millis))
         .transpose()?
         .unwrap_or(Duration::ZERO);
+    let kill_percent = args
+        .iter()
+        .find_map(|a| a.strip_prefix("kill="))
+        .map(str::parse::<usize>)
+        .transpose()?
+        .unwrap_or(0)
+        .min(99);
+    let bound = args
+        .iter()
+        .find_map(|a| a.strip_prefix("bound="))
+        .map(str::parse::<usize>)
+        .transpose()?;
+    let opts = Options {
+        wan,
+        kill_percent,
+        bound,
+        quick: args.iter().any(|a| a == "quick"),
+    };
     let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
         vec![10, 100]
@@ -266,7 +407,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if n < 2 {
             return Err(format!("a network needs at least 2 nodes, got {n}").into());
         }
-        measure(n, wan).await?;
+        measure(n, &opts).await?;
     }
     Ok(())
 }

@@ -212,6 +212,27 @@ impl Client {
         .await
     }
 
+    /// The peers closest to `key` that a Kademlia lookup reaches. Looking up the node's own id is
+    /// the classic Kademlia join: it fills the routing table around the node and tells those
+    /// neighbours about it, at a fraction of a full [`Client::bootstrap`]'s cost (which also
+    /// refreshes every bucket).
+    pub async fn closest_peers(&self, key: PeerId) -> Result<Lookup<Vec<PeerId>>, NodeError> {
+        let span = tracing::info_span!("dht_closest", key = %key, requests = field::Empty);
+        async {
+            let (value, stats) = self
+                .ask(|reply| Command::ClosestPeers { key, reply })
+                .await?;
+            tracing::Span::current().record("requests", stats.requests);
+            Ok(Lookup {
+                value,
+                stats,
+                from_cache: false,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
     /// Admits `release` locally (signature, owner key, size), stores its version record and merges
     /// its version into the name's index record in the DHT, and announces it. With no peers, every
     /// step is a local-only success.
@@ -336,6 +357,19 @@ impl Client {
     /// relay announcements and for tests that must prove the network refuses bad ones.
     pub async fn announce_unchecked(&self, bytes: Vec<u8>) -> Result<AnnounceOutcome, NodeError> {
         self.ask(|reply| Command::Announce { bytes, reply }).await?
+    }
+
+    /// Puts a raw record into the DHT without any local check. Like
+    /// [`Client::announce_unchecked`], meant for tools and for tests that must prove the network
+    /// refuses forged records (peers validate every record before they store it).
+    pub async fn put_record_unchecked(
+        &self,
+        key: RecordKey,
+        value: Vec<u8>,
+    ) -> Result<PutOutcome, NodeError> {
+        let record = Record::new(key, value);
+        self.ask(|reply| Command::PutRecord { record, reply })
+            .await?
     }
 
     /// Advertises that this node serves the archive `id` (its source must hold it).
@@ -797,6 +831,29 @@ impl Client {
         }
         .instrument(span)
         .await
+    }
+
+    /// Refuses every connection to and from `peer` and closes the open ones, until
+    /// [`Client::unblock`]. For operators' deny lists, and how the testnet emulates partitions.
+    pub async fn block(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.commands
+            .send(Command::Block {
+                peer,
+                blocked: true,
+            })
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// Lifts a [`Client::block`].
+    pub async fn unblock(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.commands
+            .send(Command::Block {
+                peer,
+                blocked: false,
+            })
+            .await
+            .map_err(|_| NodeError::Stopped)
     }
 
     pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NodeError> {

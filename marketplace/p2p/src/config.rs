@@ -41,6 +41,17 @@ pub struct NodeConfig {
     /// Peers asked in parallel by a network search.
     pub search_fanout: usize,
     pub idle_connection_timeout: Duration,
+    /// Bound on open connections. A node keeps its gossip mesh, its closest routing-table
+    /// neighbours and connections in use; everything else is closed once idle for
+    /// [`connection_grace`](Self::connection_grace), and at once when the node is over this bound.
+    /// gossipsub would otherwise keep every connection alive and lookups would drift into a full
+    /// mesh (rust-libp2p issue 5190).
+    pub max_connections: usize,
+    /// Closest routing-table neighbours (by XOR distance to the node's own id) kept connected.
+    pub keep_neighbours: usize,
+    /// How long a connection that is neither in the mesh, nor a kept neighbour, nor in use stays
+    /// open after it was opened or last used: long enough for the query that opened it to finish.
+    pub connection_grace: Duration,
     pub reputation: ReputationConfig,
     pub cache_ttl: Duration,
     pub cache_capacity: usize,
@@ -60,6 +71,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("kad_caching", &self.kad_caching)
             .field("heartbeat_initial_delay", &self.heartbeat_initial_delay)
             .field("fetch_timeout", &self.fetch_timeout)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +102,9 @@ impl Default for NodeConfig {
             max_fetch_attempts: 5,
             search_fanout: 5,
             idle_connection_timeout: Duration::from_secs(60),
+            max_connections: 48,
+            keep_neighbours: 16,
+            connection_grace: Duration::from_secs(30),
             reputation: ReputationConfig::default(),
             cache_ttl: Duration::from_secs(60),
             cache_capacity: 4096,
@@ -115,6 +130,7 @@ impl NodeConfig {
             search_timeout: Duration::from_secs(2),
             max_archive_bytes: 8 * 1024 * 1024,
             idle_connection_timeout: Duration::from_secs(10),
+            connection_grace: Duration::from_secs(2),
             ..NodeConfig::default()
         }
     }

@@ -8,10 +8,10 @@
 //! them (`validate_messages`). Multi-step work (a fetch that falls back across providers, a search
 //! across peers) is composed by the client from those steps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::core::transport::MemoryTransport;
@@ -28,7 +28,8 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, Respons
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, identify, noise, ping, plaintext, tcp, yamux,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, allow_block_list, identify, noise, ping, plaintext,
+    tcp, yamux,
 };
 use market_core::record::MAX_RELEASE_BYTES;
 use market_core::{ContentId, Release};
@@ -194,6 +195,10 @@ pub struct NodeCounters {
     pub records_rejected: AtomicU64,
     pub announcements_rejected: AtomicU64,
     pub archives_served: AtomicU64,
+    /// Connections the connection manager closed (idle and not kept, or over the bound).
+    pub connections_pruned: AtomicU64,
+    /// Most peers this node was connected to at once.
+    pub peak_connected_peers: AtomicUsize,
 }
 
 /// State shared between the task and its clients.
@@ -246,6 +251,10 @@ pub(crate) enum Command {
     Bootstrap {
         reply: oneshot::Sender<Result<BootstrapReport, NodeError>>,
     },
+    ClosestPeers {
+        key: PeerId,
+        reply: oneshot::Sender<(Vec<PeerId>, QueryFigures)>,
+    },
     PutRecord {
         record: Record,
         reply: oneshot::Sender<Result<PutOutcome, NodeError>>,
@@ -296,6 +305,10 @@ pub(crate) enum Command {
     Disconnect {
         peer: PeerId,
     },
+    Block {
+        peer: PeerId,
+        blocked: bool,
+    },
     Info {
         reply: oneshot::Sender<NodeInfo>,
     },
@@ -304,6 +317,8 @@ pub(crate) enum Command {
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Peers this node refuses to talk to (operator bans, emulated partitions).
+    block: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     kad: kad::Behaviour<MergingStore>,
     gossip: gossipsub::Behaviour,
     fetch: request_response::cbor::Behaviour<FetchRequest, FetchResponse>,
@@ -343,7 +358,8 @@ fn build_behaviour(key: &Keypair, config: &NodeConfig) -> Result<Behaviour, Node
         .heartbeat_interval(config.heartbeat_interval)
         .mesh_n(mesh_n)
         .mesh_n_low((mesh_n * 2 / 3).max(1))
-        .mesh_n_high(mesh_n * 2)
+        // A tight high-water mark keeps the mesh, and with it the set of kept connections, small.
+        .mesh_n_high(mesh_n + 2)
         .mesh_outbound_min((mesh_n / 3).max(1).min(mesh_n * 2 / 3))
         // Twice the release bound: an oversized announcement still reaches validation (and its
         // sender's reputation pays for it); anything larger is cut off by the codec.
@@ -388,6 +404,7 @@ fn build_behaviour(key: &Keypair, config: &NodeConfig) -> Result<Behaviour, Node
             .with_agent_version(format!("market-p2p/{}", env!("CARGO_PKG_VERSION"))),
     );
     Ok(Behaviour {
+        block: allow_block_list::Behaviour::default(),
         kad,
         gossip,
         fetch,
@@ -402,7 +419,7 @@ fn build_behaviour(key: &Keypair, config: &NodeConfig) -> Result<Behaviour, Node
 pub struct Node {
     client: crate::Client,
     listen_addrs: Vec<Multiaddr>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -544,13 +561,16 @@ impl Node {
             fetches: HashMap::new(),
             searches: HashMap::new(),
             syncs: HashMap::new(),
+            last_used: HashMap::new(),
+            in_flight: HashMap::new(),
+            closing: HashSet::new(),
         };
         let task = tokio::spawn(task.run());
         let client = crate::Client::new(shared, commands_tx, listen_addrs.clone());
         Ok(Node {
             client,
             listen_addrs,
-            task,
+            task: Some(task),
         })
     }
 
@@ -572,14 +592,28 @@ impl Node {
     }
 
     /// Stops the swarm task and waits for it.
-    pub async fn shutdown(self) {
-        self.client.send_shutdown().await;
-        let _ = self.task.await;
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    /// Stops the swarm task and waits for it, keeping the handle (a stopped node's clients answer
+    /// [`NodeError::Stopped`]). Stopping twice is a no-op.
+    pub async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            self.client.send_shutdown().await;
+            let _ = task.await;
+        }
+    }
+
+    /// Whether the swarm task is still running.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
     }
 }
 
 enum Query {
     Bootstrap(Option<oneshot::Sender<Result<BootstrapReport, NodeError>>>),
+    Closest(Option<oneshot::Sender<(Vec<PeerId>, QueryFigures)>>),
     Put(Option<oneshot::Sender<Result<PutOutcome, NodeError>>>),
     Release {
         name: String,
@@ -614,6 +648,12 @@ struct EventLoop {
     fetches: HashMap<OutboundRequestId, oneshot::Sender<Result<FetchResponse, RequestError>>>,
     searches: HashMap<OutboundRequestId, oneshot::Sender<Result<SearchResponse, RequestError>>>,
     syncs: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, RequestError>>>,
+    /// When each connected peer's connection was opened or last carried a request of ours or theirs.
+    last_used: HashMap<PeerId, Instant>,
+    /// Outbound requests awaiting an answer, per peer: their connections are in use.
+    in_flight: HashMap<PeerId, usize>,
+    /// Peers the manager asked to disconnect whose connections have not closed yet.
+    closing: HashSet<PeerId>,
 }
 
 /// Why a record or message was refused, and whether the sender is to blame. A name conflict can be
@@ -639,6 +679,11 @@ impl EventLoop {
     async fn run(mut self) {
         let mut maintenance = tokio::time::interval(Duration::from_secs(10));
         maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Idle connections are looked at four times per grace period, so none outlives its grace
+        // by more than a quarter.
+        let prune_every = (self.shared.config.connection_grace / 4).max(Duration::from_millis(50));
+        let mut prune = tokio::time::interval(prune_every);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -653,9 +698,99 @@ impl EventLoop {
                 _ = maintenance.tick() => {
                     self.shared.reputation.lock().unwrap_or_else(|e| e.into_inner()).expire_bans();
                 }
+                _ = prune.tick() => self.prune_connections(),
             }
         }
         tracing::debug!(peer = %self.shared.peer_id, "swarm task stopped");
+    }
+
+    /// The connection manager. Keeps the gossip mesh, the closest routing-table neighbours and
+    /// connections with requests in flight; closes every other connection once it has been idle for
+    /// the grace period, and, while the node is over its bound, the least recently used ones at
+    /// once. gossipsub marks every connection keep-alive, so without this nothing would ever close.
+    fn prune_connections(&mut self) {
+        let config = &self.shared.config;
+        let (grace, bound, neighbours) = (
+            config.connection_grace,
+            config.max_connections,
+            config.keep_neighbours,
+        );
+        let mut open = self
+            .swarm
+            .network_info()
+            .num_peers()
+            .saturating_sub(self.closing.len());
+        if open == 0 {
+            return;
+        }
+        let topic = self.topic.hash();
+        let mut keep: HashSet<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossip
+            .mesh_peers(&topic)
+            .copied()
+            .collect();
+        let me = kad::KBucketKey::from(self.shared.peer_id);
+        keep.extend(
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .get_closest_local_peers(&me)
+                .take(neighbours)
+                .map(|k| *k.preimage()),
+        );
+        let now = Instant::now();
+        let mut idle: Vec<(Instant, PeerId)> = self
+            .swarm
+            .connected_peers()
+            .filter(|p| {
+                !keep.contains(p)
+                    && !self.closing.contains(p)
+                    && self.in_flight.get(p).copied().unwrap_or(0) == 0
+            })
+            .map(|p| (self.last_used.get(p).copied().unwrap_or(now), *p))
+            .collect();
+        // Least recently used first: those are closed first when over the bound.
+        idle.sort();
+        for (used, peer) in idle {
+            // Over the bound, connections past half their grace go early; younger ones are
+            // likely carrying a lookup step, and closing those is what makes lookups fail.
+            let age = now.duration_since(used);
+            if age < grace && (open <= bound || age < grace / 2) {
+                break;
+            }
+            if self.swarm.disconnect_peer_id(peer).is_ok() {
+                open -= 1;
+                self.closing.insert(peer);
+                self.last_used.remove(&peer);
+                self.shared
+                    .counters
+                    .connections_pruned
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Marks a peer's connection as used now.
+    fn touch(&mut self, peer: PeerId) {
+        self.last_used.insert(peer, Instant::now());
+    }
+
+    /// An outbound request to `peer` started: its connection is in use until the answer.
+    fn request_started(&mut self, peer: PeerId) {
+        *self.in_flight.entry(peer).or_default() += 1;
+        self.touch(peer);
+    }
+
+    fn request_ended(&mut self, peer: PeerId) {
+        if let Some(n) = self.in_flight.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.in_flight.remove(&peer);
+            }
+        }
+        self.touch(peer);
     }
 
     fn disconnect(&mut self, peer: PeerId) {
@@ -716,6 +851,10 @@ impl EventLoop {
                     }));
                 }
             },
+            Command::ClosestPeers { key, reply } => {
+                let id = b.kad.get_closest_peers(key);
+                self.queries.insert(id, Query::Closest(Some(reply)));
+            }
             Command::PutRecord { record, reply } => match b.kad.put_record(record, Quorum::All) {
                 Ok(id) => {
                     self.queries.insert(id, Query::Put(Some(reply)));
@@ -789,6 +928,7 @@ impl EventLoop {
             Command::Fetch { peer, id, reply } => {
                 let rid = b.fetch.send_request(&peer, FetchRequest { id });
                 self.fetches.insert(rid, reply);
+                self.request_started(peer);
             }
             Command::Search {
                 peer,
@@ -797,6 +937,7 @@ impl EventLoop {
             } => {
                 let rid = b.search.send_request(&peer, request);
                 self.searches.insert(rid, reply);
+                self.request_started(peer);
             }
             Command::Sync {
                 peer,
@@ -805,6 +946,7 @@ impl EventLoop {
             } => {
                 let rid = b.sync.send_request(&peer, request);
                 self.syncs.insert(rid, reply);
+                self.request_started(peer);
             }
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
@@ -813,6 +955,14 @@ impl EventLoop {
                 let _ = reply.send(b.kad.store_mut().get(&key).is_some());
             }
             Command::Disconnect { peer } => self.disconnect(peer),
+            Command::Block { peer, blocked } => {
+                // Blocking closes the peer's connections and refuses new ones both ways.
+                if blocked {
+                    b.block.block_peer(peer);
+                } else {
+                    b.block.unblock_peer(peer);
+                }
+            }
             Command::Info { reply } => {
                 let topic = self.topic.hash();
                 let gossip = &self.swarm.behaviour().gossip;
@@ -874,6 +1024,14 @@ impl EventLoop {
             } => {
                 c.connections_established.fetch_add(1, Ordering::Relaxed);
                 c.open_connections.fetch_add(1, Ordering::Relaxed);
+                // A peer that reconnects while its old connection was closing is a fresh connection.
+                self.closing.remove(&peer_id);
+                let peers = self.swarm.network_info().num_peers();
+                c.peak_connected_peers.fetch_max(peers, Ordering::Relaxed);
+                self.touch(peer_id);
+                if peers > self.shared.config.max_connections {
+                    self.prune_connections();
+                }
                 if self.shared.is_banned(&peer_id) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
@@ -900,6 +1058,8 @@ impl EventLoop {
             } => {
                 c.open_connections.fetch_sub(1, Ordering::Relaxed);
                 if num_established == 0 {
+                    self.last_used.remove(&peer_id);
+                    self.closing.remove(&peer_id);
                     self.shared.emit(NetEvent::PeerDisconnected(peer_id));
                 }
             }
@@ -1093,6 +1253,16 @@ impl EventLoop {
                             Err(e) => Err(NodeError::Bootstrap(e.to_string())),
                         });
                     }
+                }
+            }
+            (Query::Closest(reply), QueryResult::GetClosestPeers(r)) => {
+                // A timed-out lookup still reports the closest peers it reached.
+                let peers = match r {
+                    Ok(ok) => ok.peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send((peers.into_iter().map(|p| p.peer_id).collect(), figures));
                 }
             }
             (Query::Put(reply), QueryResult::PutRecord(r)) => {
@@ -1327,6 +1497,7 @@ impl EventLoop {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    self.touch(peer);
                     if self.shared.is_banned(&peer) {
                         return;
                     }
@@ -1368,14 +1539,19 @@ impl EventLoop {
                 } => {
                     if let Some(reply) = self.fetches.remove(&request_id) {
                         let _ = reply.send(Ok(response));
+                        self.request_ended(peer);
                     }
                 }
             },
             request_response::Event::OutboundFailure {
-                request_id, error, ..
+                peer,
+                request_id,
+                error,
+                ..
             } => {
                 if let Some(reply) = self.fetches.remove(&request_id) {
                     let _ = reply.send(Err(RequestError::from(error)));
+                    self.request_ended(peer);
                 }
             }
             _ => {}
@@ -1388,6 +1564,7 @@ impl EventLoop {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    self.touch(peer);
                     if self.shared.is_banned(&peer) {
                         return;
                     }
@@ -1414,14 +1591,19 @@ impl EventLoop {
                 } => {
                     if let Some(reply) = self.searches.remove(&request_id) {
                         let _ = reply.send(Ok(response));
+                        self.request_ended(peer);
                     }
                 }
             },
             request_response::Event::OutboundFailure {
-                request_id, error, ..
+                peer,
+                request_id,
+                error,
+                ..
             } => {
                 if let Some(reply) = self.searches.remove(&request_id) {
                     let _ = reply.send(Err(RequestError::from(error)));
+                    self.request_ended(peer);
                 }
             }
             _ => {}
@@ -1434,6 +1616,7 @@ impl EventLoop {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    self.touch(peer);
                     if self.shared.is_banned(&peer) {
                         return;
                     }
@@ -1476,14 +1659,19 @@ impl EventLoop {
                 } => {
                     if let Some(reply) = self.syncs.remove(&request_id) {
                         let _ = reply.send(Ok(response));
+                        self.request_ended(peer);
                     }
                 }
             },
             request_response::Event::OutboundFailure {
-                request_id, error, ..
+                peer,
+                request_id,
+                error,
+                ..
             } => {
                 if let Some(reply) = self.syncs.remove(&request_id) {
                     let _ = reply.send(Err(RequestError::from(error)));
+                    self.request_ended(peer);
                 }
             }
             _ => {}

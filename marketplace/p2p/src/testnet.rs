@@ -14,6 +14,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tokio::sync::broadcast::error::RecvError;
 
+use libp2p::identity::Keypair;
+
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::node::{ArchiveSource, MemoryArchives, NetEvent, Node};
@@ -31,6 +33,11 @@ pub enum Topology {
     Ring,
     /// Every node connects to `k` distinct others chosen with a seeded generator.
     RandomK { k: usize, seed: u64 },
+    /// Nodes join in waves, each wave at most as large as the network already joined (and at most
+    /// `parallelism`): every joining node dials `contacts` random nodes that joined before it, then
+    /// bootstraps through them. No node is a hub, so no node becomes a hotspot; this is how large
+    /// networks start quickly.
+    Staggered { contacts: usize, seed: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +52,11 @@ pub struct TestnetConfig {
     pub ready_timeout: Duration,
     /// Dials and bootstraps in flight at once while building the network.
     pub parallelism: usize,
+    /// How a node joining through contacts (staggered topology, restarts, added nodes without
+    /// hubs) fills its routing table: a full bootstrap (a lookup of its own id, then one per
+    /// bucket) when true, or only the lookup of its own id, the classic Kademlia join, which costs
+    /// a fraction of the dials and leaves the far buckets to fill as other nodes meet it.
+    pub full_bootstrap_on_join: bool,
 }
 
 impl TestnetConfig {
@@ -56,6 +68,7 @@ impl TestnetConfig {
             ready_routing_peers: 4,
             ready_timeout: Duration::from_secs(30),
             parallelism: 32,
+            full_bootstrap_on_join: false,
         }
     }
 }
@@ -81,7 +94,15 @@ pub enum TestnetError {
 /// A running in-process network.
 pub struct Testnet {
     nodes: Vec<Node>,
+    /// Each node's identity, so a restarted node comes back as the same peer.
+    keys: Vec<Keypair>,
+    /// Each node's configuration, for restarts.
+    configs: Vec<NodeConfig>,
+    /// Archive sources of nodes that may be restarted (the template's memory stores).
+    sources: Vec<Arc<dyn ArchiveSource>>,
     archives: Vec<Arc<MemoryArchives>>,
+    /// Side of each node while a partition is in force.
+    partition: Option<Vec<bool>>,
     config: TestnetConfig,
     hubs: Vec<usize>,
 }
@@ -99,6 +120,13 @@ impl Testnet {
     /// Spawns, connects, bootstraps, and waits until every routing table is ready.
     pub async fn spawn(config: TestnetConfig) -> Result<Testnet, TestnetError> {
         let mut net = Testnet::spawn_unconnected(config).await?;
+        if let Topology::Staggered { contacts, seed } = net.config.topology {
+            net.join_staggered(contacts, seed).await?;
+            let target = net.config.ready_routing_peers;
+            net.wait_routing_ready(target, net.config.ready_timeout)
+                .await?;
+            return Ok(net);
+        }
         net.connect().await?;
         // Kademlia adds an inbound peer only once identify has told it the peer's listen address;
         // a bootstrap that asks a hub before then learns nothing. So first wait until every node
@@ -113,24 +141,31 @@ impl Testnet {
 
     /// Spawns the nodes without connecting them.
     pub async fn spawn_unconnected(config: TestnetConfig) -> Result<Testnet, TestnetError> {
-        let mut nodes = Vec::with_capacity(config.nodes);
-        let mut archives = Vec::with_capacity(config.nodes);
-        for index in 0..config.nodes {
-            let source = Arc::new(MemoryArchives::new());
-            let mut nc = config.node.clone();
-            nc.keypair = None;
-            let node = Node::spawn_memory(nc, source.clone())
-                .await
-                .map_err(|source| TestnetError::Node { index, source })?;
-            nodes.push(node);
-            archives.push(source);
-        }
-        Ok(Testnet {
-            nodes,
-            archives,
+        let mut net = Testnet {
+            nodes: Vec::with_capacity(config.nodes),
+            keys: Vec::with_capacity(config.nodes),
+            configs: Vec::with_capacity(config.nodes),
+            sources: Vec::with_capacity(config.nodes),
+            archives: Vec::with_capacity(config.nodes),
+            partition: None,
             config,
             hubs: Vec::new(),
-        })
+        };
+        for index in 0..net.config.nodes {
+            let archives = Arc::new(MemoryArchives::new());
+            let key = Keypair::generate_ed25519();
+            let mut nc = net.config.node.clone();
+            nc.keypair = Some(key.clone());
+            let node = Node::spawn_memory(nc.clone(), archives.clone())
+                .await
+                .map_err(|source| TestnetError::Node { index, source })?;
+            net.nodes.push(node);
+            net.keys.push(key);
+            net.configs.push(nc);
+            net.sources.push(archives.clone());
+            net.archives.push(archives);
+        }
+        Ok(net)
     }
 
     pub fn len(&self) -> usize {
@@ -180,6 +215,254 @@ impl Testnet {
             .sum()
     }
 
+    /// Whether node `i` is running (not killed).
+    pub fn is_alive(&self, i: usize) -> bool {
+        self.nodes[i].is_running()
+    }
+
+    /// Indices of the running nodes.
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.is_alive(i))
+            .collect()
+    }
+
+    /// Connections of the manager closed, summed over every node.
+    pub fn total_pruned(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|n| {
+                n.client()
+                    .counters()
+                    .connections_pruned
+                    .load(Ordering::Relaxed)
+            })
+            .sum()
+    }
+
+    /// The largest number of peers any node was connected to at once, over the network's life.
+    pub fn peak_connected_peers(&self) -> usize {
+        self.nodes
+            .iter()
+            .map(|n| {
+                n.client()
+                    .counters()
+                    .peak_connected_peers
+                    .load(Ordering::Relaxed)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Joins nodes 1.. in waves (see [`Topology::Staggered`]).
+    async fn join_staggered(&mut self, contacts: usize, seed: u64) -> Result<(), TestnetError> {
+        let n = self.nodes.len();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let full = self.config.full_bootstrap_on_join;
+        let mut joined = 1.min(n);
+        while joined < n {
+            let wave = joined.min(self.config.parallelism.max(1)).min(n - joined);
+            let joins = (joined..joined + wave).map(|index| {
+                let mut earlier: Vec<usize> = (0..joined).collect();
+                earlier.shuffle(&mut rng);
+                earlier.truncate(contacts.max(1));
+                let client = self.nodes[index].client();
+                let addrs: Vec<_> = earlier.iter().map(|&j| self.nodes[j].dial_addr()).collect();
+                async move { Testnet::join_through(index, &client, &addrs, full).await }
+            });
+            for r in join_all(joins).await {
+                r?;
+            }
+            joined += wave;
+        }
+        Ok(())
+    }
+
+    /// Dials `addrs`, then bootstraps fully or looks up the node's own id.
+    async fn join_through(
+        index: usize,
+        client: &Client,
+        addrs: &[crate::Multiaddr],
+        full: bool,
+    ) -> Result<(), TestnetError> {
+        let err = |source| TestnetError::Node { index, source };
+        let unreachable = if full {
+            let report = client.join(addrs).await.map_err(err)?;
+            if report.connected > 0 || addrs.is_empty() {
+                return Ok(());
+            }
+            report.unreachable
+        } else {
+            let mut unreachable = Vec::new();
+            let dials = join_all(addrs.iter().map(|a| client.dial(a.clone()))).await;
+            for (a, r) in addrs.iter().zip(dials) {
+                match r {
+                    Ok(_) => {}
+                    Err(NodeError::Stopped) => return Err(err(NodeError::Stopped)),
+                    Err(e) => unreachable.push((a.clone(), e.to_string())),
+                }
+            }
+            if unreachable.len() < addrs.len() {
+                client.closest_peers(client.peer_id()).await.map_err(err)?;
+                return Ok(());
+            }
+            unreachable
+        };
+        if !addrs.is_empty() {
+            return Err(TestnetError::Node {
+                index,
+                source: NodeError::Bootstrap(format!("no contact reachable: {unreachable:?}")),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops node `i` (its peers see its connections drop and its address stop answering). Its
+    /// identity and archives are kept for [`Testnet::restart`].
+    pub async fn kill(&mut self, i: usize) {
+        self.nodes[i].stop().await;
+    }
+
+    /// Starts a killed node again under the same identity, with the same archives, and joins it
+    /// through random live nodes (one more than the staggered topology's contacts, at least 3).
+    /// Its record store and release set start empty, as after a crash.
+    pub async fn restart(&mut self, i: usize) -> Result<(), TestnetError> {
+        if self.is_alive(i) {
+            return Ok(());
+        }
+        let mut nc = self.configs[i].clone();
+        nc.keypair = Some(self.keys[i].clone());
+        let node = Node::spawn_memory(nc, self.sources[i].clone())
+            .await
+            .map_err(|source| TestnetError::Node { index: i, source })?;
+        let client = node.client();
+        self.nodes[i] = node;
+        // A restarted node on one side of a partition stays on its side.
+        if let Some(sides) = self.partition.clone() {
+            for (j, &side) in sides.iter().enumerate() {
+                if side != sides[i] {
+                    let _ = client.block(self.nodes[j].peer_id()).await;
+                }
+            }
+        }
+        let contacts = self.contacts_for(i);
+        Testnet::join_through(i, &client, &contacts, self.config.full_bootstrap_on_join).await
+    }
+
+    /// Dial addresses of random live nodes node `i` may join through (same side of a partition).
+    fn contacts_for(&self, i: usize) -> Vec<crate::Multiaddr> {
+        let want = match self.config.topology {
+            Topology::Staggered { contacts, .. } => contacts.max(3),
+            _ => 3,
+        };
+        let mut live: Vec<usize> = self
+            .live()
+            .into_iter()
+            .filter(|&j| j != i)
+            .filter(|&j| self.partition.as_ref().is_none_or(|s| s[j] == s[i]))
+            .collect();
+        live.shuffle(&mut rand::thread_rng());
+        live.truncate(want);
+        live.into_iter()
+            .map(|j| self.nodes[j].dial_addr())
+            .collect()
+    }
+
+    /// Splits the network in two: nodes in `side` and the rest. Every node refuses connections to
+    /// the other side and drops the ones it had; lookups and gossip then run in each half alone.
+    pub async fn partition(&mut self, side: &[usize]) -> Result<(), TestnetError> {
+        let mut sides = vec![false; self.nodes.len()];
+        for &i in side {
+            sides[i] = true;
+        }
+        let peers = self.peer_ids();
+        let blocks = self.live().into_iter().map(|i| {
+            let client = self.nodes[i].client();
+            let others: Vec<PeerId> = (0..peers.len())
+                .filter(|&j| sides[j] != sides[i])
+                .map(|j| peers[j])
+                .collect();
+            async move {
+                for p in others {
+                    client
+                        .block(p)
+                        .await
+                        .map_err(|source| TestnetError::Node { index: i, source })?;
+                }
+                Ok::<(), TestnetError>(())
+            }
+        });
+        for r in join_all(blocks).await {
+            r?;
+        }
+        self.partition = Some(sides);
+        Ok(())
+    }
+
+    /// Ends a partition: lifts every block, has each live node dial one random live node across the
+    /// old cut and bootstrap (routing tables forgot the other side while dials to it failed), then
+    /// reconcile its release set with that peer by digest exchange (gossip has long forgotten what
+    /// was announced during the split). Returns the releases learnt by reconciliation.
+    pub async fn heal(&mut self) -> Result<usize, TestnetError> {
+        let Some(sides) = self.partition.take() else {
+            return Ok(0);
+        };
+        let peers = self.peer_ids();
+        let live = self.live();
+        let unblocks = live.iter().map(|&i| {
+            let client = self.nodes[i].client();
+            let others: Vec<PeerId> = (0..peers.len())
+                .filter(|&j| sides[j] != sides[i])
+                .map(|j| peers[j])
+                .collect();
+            async move {
+                for p in others {
+                    client
+                        .unblock(p)
+                        .await
+                        .map_err(|source| TestnetError::Node { index: i, source })?;
+                }
+                Ok::<(), TestnetError>(())
+            }
+        });
+        for r in join_all(unblocks).await {
+            r?;
+        }
+        let mut rng = rand::thread_rng();
+        let mut pairs = Vec::new();
+        for &i in &live {
+            let across: Vec<usize> = live
+                .iter()
+                .copied()
+                .filter(|&j| sides[j] != sides[i])
+                .collect();
+            if let Some(&j) = across.get(rng.gen_range(0..across.len().max(1))) {
+                pairs.push((i, j));
+            }
+        }
+        let full = self.config.full_bootstrap_on_join;
+        let mut learnt = 0;
+        for chunk in pairs.chunks(self.config.parallelism.max(1)) {
+            let runs = chunk.iter().map(|&(i, j)| {
+                let client = self.nodes[i].client();
+                let addr = self.nodes[j].dial_addr();
+                let peer = self.nodes[j].peer_id();
+                async move {
+                    Testnet::join_through(i, &client, &[addr], full).await?;
+                    let report = client
+                        .reconcile(peer)
+                        .await
+                        .map_err(|source| TestnetError::Node { index: i, source })?;
+                    Ok::<usize, TestnetError>(report.admitted)
+                }
+            });
+            for r in join_all(runs).await {
+                learnt += r?;
+            }
+        }
+        Ok(learnt)
+    }
+
     pub fn peer_ids(&self) -> Vec<PeerId> {
         self.nodes.iter().map(Node::peer_id).collect()
     }
@@ -214,6 +497,7 @@ impl Testnet {
                     }
                 }
             }
+            Topology::Staggered { .. } => {}
             Topology::RandomK { k, seed } => {
                 if n > 1 && k >= n {
                     return Err(TestnetError::Topology {
@@ -331,7 +615,11 @@ impl Testnet {
             .enumerate()
             .map(|(i, (node, target))| {
                 let client = node.client();
+                let alive = node.is_running();
                 async move {
+                    if !alive {
+                        return Ok(());
+                    }
                     let mut events = client.subscribe();
                     loop {
                         let info = client
@@ -364,7 +652,8 @@ impl Testnet {
             Err(_) => {
                 let mut short = Vec::new();
                 for (i, (n, target)) in self.nodes.iter().zip(targets).enumerate() {
-                    if let Ok(info) = n.client().info().await
+                    if n.is_running()
+                        && let Ok(info) = n.client().info().await
                         && info.routing_peers < target
                     {
                         short.push(format!(
@@ -391,7 +680,7 @@ impl Testnet {
         timeout: Duration,
     ) -> Result<(), TestnetError> {
         let heartbeat = self.config.node.heartbeat_interval;
-        let clients = self.clients();
+        let clients: Vec<Client> = self.live().into_iter().map(|i| self.client(i)).collect();
         let check = async {
             let mut tick = tokio::time::interval(heartbeat);
             loop {
@@ -430,23 +719,37 @@ impl Testnet {
         source: Arc<dyn ArchiveSource>,
     ) -> Result<usize, TestnetError> {
         let index = self.nodes.len();
-        let node = Node::spawn_memory(config, source)
+        let key = config
+            .keypair
+            .clone()
+            .unwrap_or_else(Keypair::generate_ed25519);
+        let mut config = config;
+        config.keypair = Some(key.clone());
+        let node = Node::spawn_memory(config.clone(), source.clone())
             .await
             .map_err(|source| TestnetError::Node { index, source })?;
         let client = node.client();
         self.nodes.push(node);
+        self.keys.push(key);
+        self.configs.push(config);
+        self.sources.push(source);
         self.join(index, &client).await?;
         Ok(index)
     }
 
     /// Connects node `index` to the hubs (or a random existing node) and bootstraps it.
     async fn join(&self, index: usize, client: &Client) -> Result<(), TestnetError> {
-        let hubs: Vec<usize> = if self.hubs.is_empty() {
-            vec![rand::thread_rng().gen_range(0..index.max(1))]
-        } else {
-            self.hubs.clone()
-        };
-        for h in hubs.into_iter().filter(|&h| h != index) {
+        if self.hubs.is_empty() {
+            let contacts = self.contacts_for(index);
+            return Testnet::join_through(
+                index,
+                client,
+                &contacts,
+                self.config.full_bootstrap_on_join,
+            )
+            .await;
+        }
+        for h in self.hubs.iter().copied().filter(|&h| h != index) {
             client
                 .dial(self.nodes[h].dial_addr())
                 .await

@@ -3,6 +3,7 @@
 
 mod common;
 mod dht;
+mod faults;
 mod fetch;
 mod gossip;
 mod search;
