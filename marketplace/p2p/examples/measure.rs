@@ -242,7 +242,10 @@ async fn measure(n: usize, opts: &Options) -> Result<(), Box<dyn std::error::Err
         infos.iter().map(|i| i.gossip_mesh_peers as f64).collect(),
         "",
     );
-    println!("  memory: RSS now {:.1} MB in total", rss_bytes() as f64 / 1e6);
+    println!(
+        "  memory: RSS now {:.1} MB in total",
+        rss_bytes() as f64 / 1e6
+    );
 
     // DHT: records published from random nodes, then looked up from random origins.
     let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);

@@ -28,6 +28,9 @@ async fn oversized_and_unsigned_announcements_are_rejected_and_not_forwarded() {
     // disabled so that a's later valid announcement still passes b.
     let mut node = NodeConfig::in_process();
     node.reputation.min_observations = u32::MAX;
+    // The line is the topology under test: the connection manager must not prune an idle link of
+    // it on a loaded machine (the in-process grace is 2 s).
+    node.connection_grace = std::time::Duration::from_secs(600);
     let mut cfg = TestnetConfig::new(3, Topology::Ring);
     cfg.node = node;
     let net = Testnet::spawn_unconnected(cfg).await.unwrap();

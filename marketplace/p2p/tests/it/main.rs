@@ -7,4 +7,5 @@ mod faults;
 mod fetch;
 mod gossip;
 mod search;
+mod spans;
 mod tcp;
