@@ -272,7 +272,6 @@ impl std::fmt::Debug for InstallWorld {
 /// chosen roots need is written as a package directory, packed into a deterministic archive, put
 /// into the warm store, and re-signed by its owner with the archive's real checksum and size.
 pub fn install_world(n: usize) -> InstallWorld {
-    use market_core::record::Unsigned;
     let cat = catalogue(n);
     let shapes = shapes(&cat);
     let small = shapes
@@ -306,26 +305,11 @@ pub fn install_world(n: usize) -> InstallWorld {
         .filter(|e| needed.contains(&e.release.name))
     {
         let r = &e.release;
-        let src = dir
-            .path()
-            .join("src")
-            .join(format!("{}-{}", r.name, r.version));
-        market_core::synth::write_package_dir(&src, r).expect("package sources can be written");
-        let bytes = market_core::archive::pack(&src).expect("synthetic packages pack");
-        let checksum = store.put(&bytes).expect("the store accepts the archive");
         let key = cat
             .key_of(r)
             .expect("catalogue releases are signed by catalogue keys");
-        let release = Unsigned {
-            name: r.name.clone(),
-            version: r.version.clone(),
-            checksum,
-            size: bytes.len() as u64,
-            dependencies: r.dependencies.clone(),
-            meta: r.meta.clone(),
-            published_at: r.published_at,
-        }
-        .sign(key);
+        let release = market_core::synth::materialize(r, key, &dir.path().join("src"), &store)
+            .expect("synthetic packages materialize");
         registry
             .insert(release)
             .expect("re-signed releases are valid");

@@ -219,6 +219,36 @@ pub enum SynthError {
     },
     #[error("cannot encode the manifest of {id}: {reason}")]
     Encode { id: String, reason: String },
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Makes a synthetic release real: writes its package under `scratch`, packs it, puts the archive
+/// in `store`, and signs the release again with `key` over the real checksum and size (a catalogue
+/// release names a stand-in checksum). The result installs like any published package.
+pub fn materialize(
+    release: &Release,
+    key: &SigningKey,
+    scratch: &Path,
+    store: &crate::store::Store,
+) -> Result<Release, SynthError> {
+    let dir = scratch.join(format!("{}-{}", release.name, release.version));
+    write_package_dir(&dir, release)?;
+    let bytes = crate::archive::pack(&dir)?;
+    let checksum = store.put(&bytes)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Unsigned {
+        name: release.name.clone(),
+        version: release.version.clone(),
+        checksum,
+        size: bytes.len() as u64,
+        dependencies: release.dependencies.clone(),
+        meta: release.meta.clone(),
+        published_at: release.published_at,
+    }
+    .sign(key))
 }
 
 /// Writes a package directory for `release`: a `market.toml` stating its metadata and dependencies,

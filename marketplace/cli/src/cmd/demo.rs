@@ -2,8 +2,6 @@
 //! real dependency graphs), so a new user can search and install right away.
 
 use anyhow::Context;
-use market_core::archive;
-use market_core::record::Unsigned;
 use market_core::store::Store;
 use market_core::synth::{Catalogue, SynthConfig};
 
@@ -33,25 +31,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if skipped.contains(&r.name) {
             continue;
         }
-        // The synthetic release names a stand-in checksum; build the real package, archive it, and
-        // re-sign the release over the real archive with the same synthetic publisher key.
-        let dir = scratch.path().join(format!("{}-{}", r.name, r.version));
-        market_core::synth::write_package_dir(&dir, r)?;
-        let bytes = archive::pack(&dir)?;
-        let checksum = store.put(&bytes)?;
         let key = catalogue
             .key_of(r)
             .context("synthetic release without its publisher key")?;
-        let release = Unsigned {
-            name: r.name.clone(),
-            version: r.version.clone(),
-            checksum,
-            size: bytes.len() as u64,
-            dependencies: r.dependencies.clone(),
-            meta: r.meta.clone(),
-            published_at: r.published_at,
-        }
-        .sign(key);
+        let release = market_core::synth::materialize(r, key, scratch.path(), &store)?;
         match registry.insert(release) {
             Ok(market_core::index::Inserted::New) => added += 1,
             Ok(market_core::index::Inserted::AlreadyPresent) => {}
@@ -67,7 +50,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
         registry.set_stats(&r.name, &r.version, entry.downloads, entry.stars)?;
-        std::fs::remove_dir_all(&dir).ok();
     }
     registry.save()?;
     println!(
