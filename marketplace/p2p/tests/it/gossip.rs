@@ -37,7 +37,10 @@ async fn oversized_and_unsigned_announcements_are_rejected_and_not_forwarded() {
     let (a, b, c) = (net.client(0), net.client(1), net.client(2));
     a.dial(b.dial_addr()).await.unwrap();
     c.dial(b.dial_addr()).await.unwrap();
-    net.wait_gossip_ready(1, WAIT).await.unwrap();
+    // b must mesh with both ends (the wait asks each node for min(2, its subscribed peers)):
+    // with b meshed only to a, b would not forward a's valid announcement to c until gossip
+    // caught up, and on a loaded machine the test waited in vain.
+    net.wait_gossip_ready(2, WAIT).await.unwrap();
     assert_eq!(a.connected_peers().await.unwrap(), vec![b.peer_id()]);
 
     let mut b_events = b.subscribe();
