@@ -675,6 +675,9 @@ fn refuse_admit(e: AdmitError) -> Refusal {
     }
 }
 
+/// Outbound requests of one request-response protocol awaiting their answer.
+type Pending<T> = HashMap<OutboundRequestId, oneshot::Sender<Result<T, RequestError>>>;
+
 impl EventLoop {
     async fn run(mut self) {
         let mut maintenance = tokio::time::interval(Duration::from_secs(10));
@@ -1537,10 +1540,7 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some(reply) = self.fetches.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                        self.request_ended(peer);
-                    }
+                    self.settle(|l| &mut l.fetches, peer, request_id, Ok(response));
                 }
             },
             request_response::Event::OutboundFailure {
@@ -1549,12 +1549,29 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                if let Some(reply) = self.fetches.remove(&request_id) {
-                    let _ = reply.send(Err(RequestError::from(error)));
-                    self.request_ended(peer);
-                }
+                self.settle(
+                    |l| &mut l.fetches,
+                    peer,
+                    request_id,
+                    Err(RequestError::from(error)),
+                );
             }
             _ => {}
+        }
+    }
+
+    /// Answers the pending request `id` of one request-response protocol, if it is still waited
+    /// for, and releases the peer's in-use mark.
+    fn settle<T>(
+        &mut self,
+        pending: fn(&mut Self) -> &mut Pending<T>,
+        peer: PeerId,
+        id: OutboundRequestId,
+        result: Result<T, RequestError>,
+    ) {
+        if let Some(reply) = pending(self).remove(&id) {
+            let _ = reply.send(result);
+            self.request_ended(peer);
         }
     }
 
@@ -1589,10 +1606,7 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some(reply) = self.searches.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                        self.request_ended(peer);
-                    }
+                    self.settle(|l| &mut l.searches, peer, request_id, Ok(response));
                 }
             },
             request_response::Event::OutboundFailure {
@@ -1601,10 +1615,12 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                if let Some(reply) = self.searches.remove(&request_id) {
-                    let _ = reply.send(Err(RequestError::from(error)));
-                    self.request_ended(peer);
-                }
+                self.settle(
+                    |l| &mut l.searches,
+                    peer,
+                    request_id,
+                    Err(RequestError::from(error)),
+                );
             }
             _ => {}
         }
@@ -1657,10 +1673,7 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some(reply) = self.syncs.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                        self.request_ended(peer);
-                    }
+                    self.settle(|l| &mut l.syncs, peer, request_id, Ok(response));
                 }
             },
             request_response::Event::OutboundFailure {
@@ -1669,10 +1682,12 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                if let Some(reply) = self.syncs.remove(&request_id) {
-                    let _ = reply.send(Err(RequestError::from(error)));
-                    self.request_ended(peer);
-                }
+                self.settle(
+                    |l| &mut l.syncs,
+                    peer,
+                    request_id,
+                    Err(RequestError::from(error)),
+                );
             }
             _ => {}
         }
