@@ -4,10 +4,16 @@
 //! upgrades, so handshakes pay the delay too, as they do on a real link. Bytes are stamped when
 //! they arrive and handed to the reader once the delay has passed; writes go out at once. Each
 //! direction of a connection is delayed by its reader, so a round trip costs twice the delay.
+//!
+//! The delay is a [`FrameDelay`] handle shared by every connection of a node, so a network built
+//! once can be measured with and without wide-area links (benches build a large network once and
+//! switch its links to 20 ms, instead of building a second one).
 
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,9 +24,32 @@ use tokio::time::{Instant, Sleep};
 /// stream, so a slow reader still exerts back-pressure.
 const MAX_BUFFERED: usize = 1 << 20;
 
+/// The one-way delay of a node's in-process links, changeable while connections are open. Clones
+/// share the value. A change applies to bytes arriving after it; bytes already queued keep their
+/// delivery time, so nothing is reordered.
+#[derive(Debug, Clone, Default)]
+pub struct FrameDelay(Arc<AtomicU64>);
+
+impl FrameDelay {
+    pub fn new(delay: Duration) -> FrameDelay {
+        let d = FrameDelay::default();
+        d.set(delay);
+        d
+    }
+
+    pub fn set(&self, delay: Duration) {
+        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        self.0.store(nanos, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+}
+
 pub struct Delayed<S> {
     inner: S,
-    delay: Duration,
+    delay: FrameDelay,
     queue: VecDeque<(Instant, Vec<u8>, usize)>,
     buffered: usize,
     timer: Option<Pin<Box<Sleep>>>,
@@ -28,7 +57,7 @@ pub struct Delayed<S> {
 }
 
 impl<S> Delayed<S> {
-    pub fn new(inner: S, delay: Duration) -> Delayed<S> {
+    pub fn new(inner: S, delay: FrameDelay) -> Delayed<S> {
         Delayed {
             inner,
             delay,
@@ -47,7 +76,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Delayed<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.delay.is_zero() {
+        let delay = this.delay.get();
+        // Without a delay, bytes pass straight through, once the ones queued under an earlier
+        // delay have been delivered.
+        if delay.is_zero() && this.queue.is_empty() {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         // Take in whatever has arrived, stamping it with its delivery time.
@@ -59,7 +91,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Delayed<S> {
                     chunk.truncate(n);
                     this.buffered += n;
                     this.queue
-                        .push_back((Instant::now() + this.delay, chunk, 0));
+                        .push_back((Instant::now() + delay, chunk, 0));
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => break,
@@ -119,13 +151,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Delayed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::AsyncReadExt;
+    use futures::{AsyncReadExt, StreamExt};
 
     #[tokio::test]
     async fn bytes_arrive_after_the_delay_and_intact() {
         let data: Vec<u8> = (0..50_000u32).map(|i| i as u8).collect();
         let delay = Duration::from_millis(30);
-        let mut reader = Delayed::new(futures::io::Cursor::new(data.clone()), delay);
+        let mut reader = Delayed::new(
+            futures::io::Cursor::new(data.clone()),
+            FrameDelay::new(delay),
+        );
         let start = Instant::now();
         let mut out = Vec::new();
         reader.read_to_end(&mut out).await.unwrap();
@@ -135,5 +170,37 @@ mod tests {
             "delivered after {:?}",
             start.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn a_delay_set_later_applies_to_later_bytes_and_nothing_is_reordered() {
+        use futures::TryStreamExt;
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Vec<u8>>();
+        let stream = rx.map(Ok::<_, io::Error>).into_async_read();
+        let handle = FrameDelay::default();
+        let mut reader = Delayed::new(stream, handle.clone());
+        let mut got = [0u8; 5];
+
+        tx.unbounded_send(b"fast ".to_vec()).unwrap();
+        reader.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"fast ");
+
+        handle.set(Duration::from_millis(30));
+        tx.unbounded_send(b"slow ".to_vec()).unwrap();
+        let start = Instant::now();
+        reader.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"slow ");
+        assert!(start.elapsed() >= Duration::from_millis(30));
+
+        // Bytes queued under the delay come out before bytes that arrive after it is lifted.
+        tx.unbounded_send(b"queued ".to_vec()).unwrap();
+        let mut probe = [0u8; 16];
+        assert!(futures::poll!(reader.read(&mut probe)).is_pending());
+        handle.set(Duration::ZERO);
+        tx.unbounded_send(b"after".to_vec()).unwrap();
+        drop(tx);
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"queued after");
     }
 }

@@ -420,6 +420,8 @@ pub struct Node {
     client: crate::Client,
     listen_addrs: Vec<Multiaddr>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The delay of this node's in-process links (see [`Node::set_frame_delay`]).
+    frame_delay: crate::latency::FrameDelay,
 }
 
 impl std::fmt::Debug for Node {
@@ -443,12 +445,13 @@ impl Node {
             .clone()
             .unwrap_or_else(Keypair::generate_ed25519);
         let idle = config.idle_connection_timeout;
-        let delay = config.frame_delay;
+        let delay = crate::latency::FrameDelay::new(config.frame_delay);
+        let handle = delay.clone();
         let swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_other_transport(|key| {
                 MemoryTransport::default()
-                    .map(move |channel, _| crate::latency::Delayed::new(channel, delay))
+                    .map(move |channel, _| crate::latency::Delayed::new(channel, delay.clone()))
                     .upgrade(upgrade::Version::V1Lazy)
                     .authenticate(plaintext::Config::new(key))
                     .multiplex(yamux::Config::default())
@@ -459,7 +462,9 @@ impl Node {
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build();
         let listen = vec!["/memory/0".parse().expect("valid multiaddr")];
-        Node::start(swarm, config, source, listen).await
+        let mut node = Node::start(swarm, config, source, listen).await?;
+        node.frame_delay = handle;
+        Ok(node)
     }
 
     /// A real node: TCP and QUIC (noise + yamux on TCP), with DNS resolution for dialing.
@@ -571,11 +576,19 @@ impl Node {
             client,
             listen_addrs,
             task: Some(task),
+            frame_delay: Default::default(),
         })
     }
 
     pub fn client(&self) -> crate::Client {
         self.client.clone()
+    }
+
+    /// Changes the one-way delay on every frame this node reads from its in-process links, open
+    /// ones included (the initial value is [`NodeConfig::frame_delay`]); bytes already delayed keep
+    /// their delivery time. Real transports ignore it.
+    pub fn set_frame_delay(&self, delay: Duration) {
+        self.frame_delay.set(delay);
     }
 
     pub fn peer_id(&self) -> PeerId {
