@@ -103,6 +103,7 @@ async fn lookups(
     let (mut all_ms, mut all_req, mut all_dials) = (vec![], vec![], vec![]);
     let (mut remote_ms, mut remote_req, mut remote_dials) = (vec![], vec![], vec![]);
     let mut not_found = 0;
+    let (mut miss_req, mut miss_fail) = (vec![], vec![]);
     for _ in 0..LOOKUPS {
         let origin = net.client(live[rng.gen_range(0..live.len())]);
         let r = &records[rng.gen_range(0..records.len())];
@@ -123,6 +124,8 @@ async fn lookups(
             - dials_before;
         if found.value.is_none() {
             not_found += 1;
+            miss_req.push(f64::from(found.stats.requests));
+            miss_fail.push(f64::from(found.stats.failures));
         }
         all_ms.push(ms);
         all_req.push(f64::from(found.stats.requests));
@@ -148,6 +151,10 @@ async fn lookups(
         summary("lookup time, origin lacked record", remote_ms, "ms");
         summary("kad requests, origin lacked record", remote_req, "");
         summary("dials, origin lacked record", remote_dials, "");
+    }
+    if !miss_req.is_empty() {
+        summary("kad requests, lookups that missed", miss_req, "");
+        summary("kad failures, lookups that missed", miss_fail, "");
     }
     println!(
         "  {label}lookups that found their record: {} of {LOOKUPS} ({:.1}%)",
@@ -251,15 +258,22 @@ async fn measure(n: usize, opts: &Options) -> Result<(), Box<dyn std::error::Err
     let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
     let key = SigningKey::from_seed([9; 32]);
     let releases: Vec<Release> = (0..RECORDS).map(|i| release(i, &key)).collect();
+    let mut stored = Vec::new();
+    let t = Instant::now();
     for chunk in releases.chunks(10) {
         let puts = chunk
             .iter()
             .map(|r| (net.client(rng.gen_range(0..n)), r))
             .collect::<Vec<_>>();
         for r in join_all(puts.iter().map(|(c, r)| c.put_release(r))).await {
-            r?;
+            stored.push(r?.0.peers as f64);
         }
     }
+    println!(
+        "  {RECORDS} records put in {:.3}s",
+        t.elapsed().as_secs_f64()
+    );
+    summary("peers that stored each record", stored, "");
     lookups(&net, &releases, &mut rng, "").await?;
     let after = net.peak_connected_peers();
     println!(

@@ -24,6 +24,10 @@ pub struct NodeConfig {
     pub kad_query_timeout: Duration,
     /// Kademlia's periodic routing-table refresh; `None` refreshes only on explicit bootstrap.
     pub periodic_bootstrap: Option<Duration>,
+    /// Whether Kademlia may bootstrap by itself whenever a peer enters a routing table holding
+    /// fewer than K (20) peers. In-process networks turn it off: their nodes join through explicit
+    /// lookups, and a network of N nodes joining at once would otherwise run N full bootstraps.
+    pub automatic_bootstrap: bool,
     pub heartbeat_initial_delay: Duration,
     pub heartbeat_interval: Duration,
     /// Gossipsub mesh degree (`mesh_n`); low and high water marks follow from it.
@@ -92,6 +96,7 @@ impl Default for NodeConfig {
             kad_caching: true,
             kad_query_timeout: Duration::from_secs(30),
             periodic_bootstrap: Some(Duration::from_secs(300)),
+            automatic_bootstrap: true,
             heartbeat_initial_delay: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(1),
             mesh_n: 6,
@@ -124,6 +129,7 @@ impl NodeConfig {
             listen: Vec::new(),
             kad_query_timeout: Duration::from_secs(10),
             periodic_bootstrap: None,
+            automatic_bootstrap: false,
             heartbeat_initial_delay: Duration::from_millis(50),
             heartbeat_interval: Duration::from_millis(200),
             fetch_timeout: Duration::from_secs(2),

@@ -343,6 +343,11 @@ fn build_behaviour(key: &Keypair, config: &NodeConfig) -> Result<Behaviour, Node
         Caching::Disabled
     });
     kcfg.set_periodic_bootstrap_interval(config.periodic_bootstrap);
+    // The node decides which connected peers enter the routing table (see `EventLoop::add_route`):
+    // Kademlia's own insertion pings the oldest entry of a full bucket by dialing it, and with
+    // bounded connections almost every entry is disconnected, so each new connection dialed
+    // another peer, whose own insertion dialed the next, without end.
+    kcfg.set_kbucket_inserts(kad::BucketInserts::Manual);
     let mut kad =
         kad::Behaviour::with_config(peer_id, MergingStore::new(peer_id, &config.store), kcfg);
     // On the memory transport no external address is ever confirmed, so Kademlia would stay a
@@ -702,7 +707,12 @@ impl EventLoop {
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                event = self.swarm.select_next_some() => {
+                    self.on_swarm_event(event);
+                    if !self.shared.config.automatic_bootstrap {
+                        self.stop_automatic_bootstraps();
+                    }
+                }
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
                     Some(c) => self.on_command(c),
@@ -807,6 +817,39 @@ impl EventLoop {
             }
         }
         self.touch(peer);
+    }
+
+    /// Adds a Kademlia peer's address to the routing table, unless its bucket is full and the peer
+    /// is not in it. A full bucket would make Kademlia dial the bucket's oldest entry to see whether
+    /// it still answers; with bounded connections that entry is nearly always disconnected, so
+    /// every new connection would cause a dial, and every dial a connection elsewhere. Entries of
+    /// dead peers still leave the table: a query that fails to reach one removes it.
+    fn add_route(&mut self, peer: PeerId, addr: Multiaddr) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let room = match kad.kbucket(peer) {
+            Some(bucket) => {
+                bucket.num_entries() < kad::K_VALUE.get()
+                    || bucket.iter().any(|e| e.node.key.preimage() == &peer)
+            }
+            // The local peer itself.
+            None => false,
+        };
+        if room {
+            kad.add_address(&peer, addr);
+        }
+    }
+
+    /// Ends the automatic bootstraps Kademlia starts by itself (whenever a peer enters a routing
+    /// table with fewer than K entries), when the configuration turns them off: each is a lookup
+    /// of the node's own id and one per bucket, dozens of dials, and in a network that joins all
+    /// at once every node would run one. Only the requests already sent complete.
+    fn stop_automatic_bootstraps(&mut self) {
+        let ours = &self.queries;
+        for mut q in self.swarm.behaviour_mut().kad.iter_queries_mut() {
+            if matches!(q.info(), kad::QueryInfo::Bootstrap { .. }) && !ours.contains_key(&q.id()) {
+                q.finish();
+            }
+        }
     }
 
     fn disconnect(&mut self, peer: PeerId) {
@@ -1024,7 +1067,7 @@ impl EventLoop {
                 }
                 if info.protocols.contains(&KAD_PROTOCOL) {
                     for addr in info.listen_addrs {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                        self.add_route(peer_id, addr);
                     }
                 }
             }
@@ -1058,10 +1101,7 @@ impl EventLoop {
                     }
                 }
                 if let ConnectedPoint::Dialer { address, .. } = endpoint {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, address);
+                    self.add_route(peer_id, address);
                 }
                 if num_established.get() == 1 {
                     self.shared.emit(NetEvent::PeerConnected(peer_id));
@@ -1228,6 +1268,7 @@ impl EventLoop {
                 }
             }
             kad::Event::InboundRequest { .. } => {}
+            kad::Event::RoutablePeer { peer, address } => self.add_route(peer, address),
             kad::Event::RoutingUpdated {
                 peer,
                 is_new_peer: true,
