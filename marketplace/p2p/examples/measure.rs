@@ -11,7 +11,9 @@
 //! Networks start with staggered joins (each node dials 3 random earlier nodes, then bootstraps).
 //! `kill=P` kills P % of the nodes after the first lookups and looks the records up again (only
 //! records that still have a live holder count); `bound=N` sets the connection bound; `quick`
-//! skips the announcement and join phases.
+//! skips the announcement and join phases; `lookups=N` sets the lookups per round (default 200).
+//! Given several sizes, it ends with requests per lookup against N and least-squares fits of them
+//! against ln N and against N, with R².
 //!
 //! Every figure printed is measured in this run. Timing lives here, not in the tests.
 
@@ -85,6 +87,73 @@ struct Options {
     kill_percent: usize,
     bound: Option<usize>,
     quick: bool,
+    lookups: usize,
+}
+
+/// Mean figures of one round of lookups, for the series across network sizes.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    requests: f64,
+    remote_requests: Option<f64>,
+    dials: f64,
+    found_percent: f64,
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
+
+/// Least-squares fit of `y = a + b x`; returns (a, b, R²).
+fn fit(points: &[(f64, f64)]) -> (f64, f64, f64) {
+    let n = points.len() as f64;
+    let (mx, my) = (
+        points.iter().map(|p| p.0).sum::<f64>() / n,
+        points.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let syy: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
+    let b = sxy / sxx;
+    let a = my - b * mx;
+    let r2 = if syy == 0.0 {
+        1.0
+    } else {
+        sxy * sxy / (sxx * syy)
+    };
+    (a, b, r2)
+}
+
+/// Prints requests per lookup against network size with least-squares fits against ln N and N.
+fn print_series(series: &[(usize, Round)]) {
+    println!("== requests per lookup across sizes ==");
+    for (n, r) in series {
+        let remote = r
+            .remote_requests
+            .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
+        println!(
+            "  N={n:<5} ln N={:>5.2}  mean kad requests {:>6.2} (origin lacked record: {remote:>6}), mean dials {:>6.2}, found {:.1}%",
+            (*n as f64).ln(),
+            r.requests,
+            r.dials,
+            r.found_percent
+        );
+    }
+    if series.len() < 3 {
+        println!("  (a fit needs at least 3 sizes)");
+        return;
+    }
+    let ln: Vec<(f64, f64)> = series
+        .iter()
+        .map(|(n, r)| ((*n as f64).ln(), r.requests))
+        .collect();
+    let lin: Vec<(f64, f64)> = series
+        .iter()
+        .map(|(n, r)| (*n as f64, r.requests))
+        .collect();
+    let (a, b, r2) = fit(&ln);
+    println!("  fit: requests = {a:.3} + {b:.3} * ln N   (R² = {r2:.4})");
+    let (a, b, r2) = fit(&lin);
+    println!("  for comparison: requests = {a:.3} + {b:.5} * N   (R² = {r2:.4})");
 }
 
 /// Looks up random records from random live origins; reports time, Kademlia requests and dials
@@ -94,17 +163,18 @@ async fn lookups(
     records: &[Release],
     rng: &mut rand::rngs::StdRng,
     label: &str,
-) -> Result<(), Box<dyn std::error::Error>> {
+    count: usize,
+) -> Result<Option<Round>, Box<dyn std::error::Error>> {
     if records.is_empty() {
         println!("  {label}no records to look up");
-        return Ok(());
+        return Ok(None);
     }
     let live = net.live();
     let (mut all_ms, mut all_req, mut all_dials) = (vec![], vec![], vec![]);
     let (mut remote_ms, mut remote_req, mut remote_dials) = (vec![], vec![], vec![]);
     let mut not_found = 0;
     let (mut miss_req, mut miss_fail) = (vec![], vec![]);
-    for _ in 0..LOOKUPS {
+    for _ in 0..count {
         let origin = net.client(live[rng.gen_range(0..live.len())]);
         let r = &records[rng.gen_range(0..records.len())];
         let held = origin.has_record(version_key(&r.name, &r.version)).await?;
@@ -136,8 +206,14 @@ async fn lookups(
             remote_dials.push(dials as f64);
         }
     }
+    let round = Round {
+        requests: mean(&all_req),
+        remote_requests: (!remote_req.is_empty()).then(|| mean(&remote_req)),
+        dials: mean(&all_dials),
+        found_percent: (count - not_found) as f64 * 100.0 / count as f64,
+    };
     println!(
-        "  {label}DHT lookups ({LOOKUPS}, {} records, write-back caching off, result cache bypassed):",
+        "  {label}DHT lookups ({count}, {} records, write-back caching off, result cache bypassed):",
         records.len()
     );
     summary("lookup time, all origins", all_ms, "ms");
@@ -157,14 +233,14 @@ async fn lookups(
         summary("kad failures, lookups that missed", miss_fail, "");
     }
     println!(
-        "  {label}lookups that found their record: {} of {LOOKUPS} ({:.1}%)",
-        LOOKUPS - not_found,
-        (LOOKUPS - not_found) as f64 * 100.0 / LOOKUPS as f64
+        "  {label}lookups that found their record: {} of {count} ({:.1}%)",
+        count - not_found,
+        round.found_percent
     );
-    Ok(())
+    Ok(Some(round))
 }
 
-async fn measure(n: usize, opts: &Options) -> Result<(), Box<dyn std::error::Error>> {
+async fn measure(n: usize, opts: &Options) -> Result<Option<Round>, Box<dyn std::error::Error>> {
     let wan = opts.wan;
     let mut node = NodeConfig::in_process();
     node.frame_delay = wan;
@@ -258,7 +334,7 @@ async fn measure(n: usize, opts: &Options) -> Result<(), Box<dyn std::error::Err
     let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
     let key = SigningKey::from_seed([9; 32]);
     let releases: Vec<Release> = (0..RECORDS).map(|i| release(i, &key)).collect();
-    let mut stored = Vec::new();
+    let (mut stored, mut put_failures, mut put_ms) = (Vec::new(), Vec::new(), Vec::new());
     let t = Instant::now();
     for chunk in releases.chunks(10) {
         let puts = chunk
@@ -266,7 +342,10 @@ async fn measure(n: usize, opts: &Options) -> Result<(), Box<dyn std::error::Err
             .map(|r| (net.client(rng.gen_range(0..n)), r))
             .collect::<Vec<_>>();
         for r in join_all(puts.iter().map(|(c, r)| c.put_release(r))).await {
-            stored.push(r?.0.peers as f64);
+            let (version, _) = r?;
+            stored.push(version.peers as f64);
+            put_failures.push(f64::from(version.stats.failures));
+            put_ms.push(version.stats.duration.unwrap_or_default().as_secs_f64() * 1e3);
         }
     }
     println!(
@@ -274,7 +353,9 @@ async fn measure(n: usize, opts: &Options) -> Result<(), Box<dyn std::error::Err
         t.elapsed().as_secs_f64()
     );
     summary("peers that stored each record", stored, "");
-    lookups(&net, &releases, &mut rng, "").await?;
+    summary("kad failures per put", put_failures, "");
+    summary("put query time", put_ms, "ms");
+    let round = lookups(&net, &releases, &mut rng, "", opts.lookups).await?;
     let after = net.peak_connected_peers();
     println!(
         "  peak connected peers at any node so far: {after} (bound {})",
@@ -307,12 +388,12 @@ async fn measure(n: usize, opts: &Options) -> Result<(), Box<dyn std::error::Err
             }
         }
         println!("  records with a live holder: {} of {RECORDS}", held.len());
-        lookups(&net, &held, &mut rng, "after kill, ").await?;
+        lookups(&net, &held, &mut rng, "after kill, ", opts.lookups).await?;
     }
 
     if opts.quick {
         net.shutdown().await;
-        return Ok(());
+        return Ok(round);
     }
     let n = net.len();
     // Gossip: time until every other node has the announcement.
@@ -383,7 +464,7 @@ async fn measure(n: usize, opts: &Options) -> Result<(), Box<dyn std::error::Err
         "ms",
     );
     net.shutdown().await;
-    Ok(())
+    Ok(round)
 }
 
 #[tokio::main]
@@ -413,6 +494,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         kill_percent,
         bound,
         quick: args.iter().any(|a| a == "quick"),
+        lookups: args
+            .iter()
+            .find_map(|a| a.strip_prefix("lookups="))
+            .map(str::parse::<usize>)
+            .transpose()?
+            .unwrap_or(LOOKUPS)
+            .max(1),
     };
     let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
@@ -420,11 +508,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         sizes
     };
+    let mut series = Vec::new();
     for n in sizes {
         if n < 2 {
             return Err(format!("a network needs at least 2 nodes, got {n}").into());
         }
-        measure(n, &opts).await?;
+        if let Some(round) = measure(n, &opts).await? {
+            series.push((n, round));
+        }
+    }
+    if series.len() > 1 {
+        print_series(&series);
     }
     Ok(())
 }

@@ -753,19 +753,40 @@ impl Client {
         (ok, bad)
     }
 
+    /// One sync request, sent again once if the connection closed under it: either side's
+    /// connection manager may close a connection that looked idle just as the request went out,
+    /// and the retry dials afresh.
+    async fn sync_request(
+        &self,
+        peer: PeerId,
+        request: SyncRequest,
+    ) -> Result<Result<SyncResponse, RequestError>, NodeError> {
+        let first = self
+            .ask(|reply| Command::Sync {
+                peer,
+                request: request.clone(),
+                reply,
+            })
+            .await?;
+        match first {
+            Err(RequestError::ConnectionClosed) => {
+                self.ask(|reply| Command::Sync {
+                    peer,
+                    request,
+                    reply,
+                })
+                .await
+            }
+            other => Ok(other),
+        }
+    }
+
     /// Pulls from `peer` every release it holds that this node lacks (after a partition heals,
     /// gossip has long forgotten what was announced meanwhile).
     pub async fn reconcile(&self, peer: PeerId) -> Result<SyncReport, NodeError> {
         let span = tracing::info_span!("reconcile", peer = %peer, requests = field::Empty, status = field::Empty);
         async {
-            let digest = match self
-                .ask(|reply| Command::Sync {
-                    peer,
-                    request: SyncRequest::Digest,
-                    reply,
-                })
-                .await?
-            {
+            let digest = match self.sync_request(peer, SyncRequest::Digest).await? {
                 Ok(SyncResponse::Digest(d)) => d,
                 Ok(SyncResponse::Releases(_)) => {
                     self.note(peer, Outcome::Invalid, None).await;
@@ -802,14 +823,7 @@ impl Client {
             for chunk in missing.chunks(MAX_PULL_RELEASES) {
                 requests += 1;
                 let request = SyncRequest::Pull(chunk.to_vec());
-                match self
-                    .ask(|reply| Command::Sync {
-                        peer,
-                        request,
-                        reply,
-                    })
-                    .await?
-                {
+                match self.sync_request(peer, request).await? {
                     Ok(SyncResponse::Releases(items)) => {
                         let (ok, bad) = self.admit_encoded(items.iter().take(chunk.len()));
                         report.admitted += ok;

@@ -56,6 +56,11 @@ pub struct NodeConfig {
     /// How long a connection that is neither in the mesh, nor a kept neighbour, nor in use stays
     /// open after it was opened or last used: long enough for the query that opened it to finish.
     pub connection_grace: Duration,
+    /// While the node is over its bound: how long a connection a peer opened (to ask something)
+    /// is kept after it was last used, plus eight one-way [`frame_delay`](Self::frame_delay)s
+    /// (handshake, request and answer), at most half the grace. Connections this node opened are
+    /// kept for half the grace, since they likely carry a step of one of its own lookups.
+    pub inbound_grace: Duration,
     pub reputation: ReputationConfig,
     pub cache_ttl: Duration,
     pub cache_capacity: usize,
@@ -110,6 +115,7 @@ impl Default for NodeConfig {
             max_connections: 48,
             keep_neighbours: 16,
             connection_grace: Duration::from_secs(30),
+            inbound_grace: Duration::from_secs(1),
             reputation: ReputationConfig::default(),
             cache_ttl: Duration::from_secs(60),
             cache_capacity: 4096,
@@ -137,6 +143,7 @@ impl NodeConfig {
             max_archive_bytes: 8 * 1024 * 1024,
             idle_connection_timeout: Duration::from_secs(10),
             connection_grace: Duration::from_secs(2),
+            inbound_grace: Duration::from_millis(500),
             ..NodeConfig::default()
         }
     }

@@ -90,8 +90,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Delayed<S> {
                 Poll::Ready(Ok(n)) => {
                     chunk.truncate(n);
                     this.buffered += n;
-                    this.queue
-                        .push_back((Instant::now() + delay, chunk, 0));
+                    this.queue.push_back((Instant::now() + delay, chunk, 0));
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => break,

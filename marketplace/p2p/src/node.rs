@@ -574,6 +574,7 @@ impl Node {
             last_used: HashMap::new(),
             in_flight: HashMap::new(),
             closing: HashSet::new(),
+            ours: HashSet::new(),
         };
         let task = tokio::spawn(task.run());
         let client = crate::Client::new(shared, commands_tx, listen_addrs.clone());
@@ -672,6 +673,8 @@ struct EventLoop {
     in_flight: HashMap<PeerId, usize>,
     /// Peers the manager asked to disconnect whose connections have not closed yet.
     closing: HashSet<PeerId>,
+    /// Connected peers this node dialed or sent a request to (the rest only asked us something).
+    ours: HashSet<PeerId>,
 }
 
 /// Why a record or message was refused, and whether the sender is to blame. A name conflict can be
@@ -779,12 +782,27 @@ impl EventLoop {
             .collect();
         // Least recently used first: those are closed first when over the bound.
         idle.sort();
+        // Over the bound, connections go before their grace is up. One this node opened likely
+        // carries a step of its own lookup, and cutting those is what makes lookups fail, so it is
+        // kept for half its grace. One a peer opened to ask something was answered within a few
+        // one-way delays; the asker re-dials if it needs more.
+        let theirs_min = (config.inbound_grace + config.frame_delay * 8).min(grace / 2);
+        // Kademlia does not say which peers a query is talking to; while queries of this node run,
+        // the connections it opened stay (within the bound), so that a put's second phase finds
+        // open the connections its lookup phase made.
+        let querying = !self.queries.is_empty();
         for (used, peer) in idle {
-            // Over the bound, connections past half their grace go early; younger ones are
-            // likely carrying a lookup step, and closing those is what makes lookups fail.
             let age = now.duration_since(used);
-            if age < grace && (open <= bound || age < grace / 2) {
+            if age < grace && open <= bound {
                 break;
+            }
+            let ours = self.ours.contains(&peer);
+            if ours && querying && open <= bound {
+                continue;
+            }
+            let min = if ours { grace / 2 } else { theirs_min };
+            if age < grace && age < min {
+                continue;
             }
             if self.swarm.disconnect_peer_id(peer).is_ok() {
                 open -= 1;
@@ -805,6 +823,7 @@ impl EventLoop {
 
     /// An outbound request to `peer` started: its connection is in use until the answer.
     fn request_started(&mut self, peer: PeerId) {
+        self.ours.insert(peer);
         *self.in_flight.entry(peer).or_default() += 1;
         self.touch(peer);
     }
@@ -1088,6 +1107,9 @@ impl EventLoop {
                 let peers = self.swarm.network_info().num_peers();
                 c.peak_connected_peers.fetch_max(peers, Ordering::Relaxed);
                 self.touch(peer_id);
+                if endpoint.is_dialer() {
+                    self.ours.insert(peer_id);
+                }
                 if peers > self.shared.config.max_connections {
                     self.prune_connections();
                 }
@@ -1116,6 +1138,7 @@ impl EventLoop {
                 if num_established == 0 {
                     self.last_used.remove(&peer_id);
                     self.closing.remove(&peer_id);
+                    self.ours.remove(&peer_id);
                     self.shared.emit(NetEvent::PeerDisconnected(peer_id));
                 }
             }

@@ -242,17 +242,29 @@ async fn a_flood_of_bogus_records_is_refused_and_honest_lookups_keep_working() {
     let ac = net.client(attacker);
     let forger = key(99);
     let flood = if full() { 2000 } else { 300 };
-    for i in 0..flood {
-        let value = if i % 2 == 0 {
-            // A well-formed release whose name another key already owns... signed by a stranger
-            // and stored under the key of an honest package.
-            release(&records[i % records.len()].name, "1.0.0", b"evil", &forger).encode()
-        } else {
-            vec![0xAB; 512]
-        };
-        let r = &records[i % records.len()];
-        let key = version_key(&r.name, &format!("9.{i}.0").parse().unwrap());
-        ac.put_record_unchecked(key, value).await.unwrap();
+    let bogus: Vec<_> = (0..flood)
+        .map(|i| {
+            let r = &records[i % records.len()];
+            let value = if i % 2 == 0 {
+                // A well-formed release of an honest package's name, signed by a stranger.
+                release(&r.name, "1.0.0", b"evil", &forger).encode()
+            } else {
+                vec![0xAB; 512]
+            };
+            (
+                version_key(&r.name, &format!("9.{i}.0").parse().unwrap()),
+                value,
+            )
+        })
+        .collect();
+    // Many puts at once, as a real flooder would send them.
+    for chunk in bogus.chunks(50) {
+        let puts = chunk
+            .iter()
+            .map(|(key, value)| ac.put_record_unchecked(key.clone(), value.clone()));
+        for r in futures::future::join_all(puts).await {
+            r.unwrap();
+        }
     }
 
     let mut held_after = 0;
