@@ -15,19 +15,17 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::BenchmarkId;
+use market_benches::network::{self, JOIN_PEERS};
 use market_benches::side::{self, Memory, Record};
 use market_benches::{Id, Mode, mode, size};
-use market_p2p::testnet::{Testnet, TestnetConfig, Topology};
-use market_p2p::{MemoryArchives, Node, NodeConfig, NodeError};
+use market_p2p::testnet::Testnet;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::runtime::Runtime;
-use tokio::sync::broadcast::error::RecvError;
 
 /// Counts live heap bytes and their high-water mark.
 struct Counting;
@@ -92,20 +90,7 @@ static ALLOCATOR: Counting = Counting;
 const SIDE_COUNT: usize = 200;
 /// Largest network built in a smoke run.
 const SMOKE_NODES: usize = 10;
-/// Peers a joining node must route to before its join counts as done.
-const JOIN_PEERS: usize = 10;
-/// Bound on one join; an in-process network answers far sooner.
-const OP_BOUND: Duration = Duration::from_secs(10);
 const GROUP: &str = "p2p_memory_usage";
-
-/// Node settings of the bench networks, as in `marketplace_p2p`: the in-process settings with
-/// Kademlia's write-back caching off.
-fn node_config() -> NodeConfig {
-    NodeConfig {
-        kad_caching: false,
-        ..NodeConfig::in_process()
-    }
-}
 
 fn fail(msg: &str) -> ! {
     eprintln!("error: marketplace_memory: {msg}");
@@ -130,46 +115,15 @@ impl Measured<'_> {
             .expect("the network lives until the bench is done")
     }
 
-    /// A fresh node (spawned untimed) dials a random member, bootstraps, and is done when it routes
-    /// to ten peers; it is torn down untimed.
+    /// A fresh node joins through a random member and is done when it routes to ten peers
+    /// ([`network::timed_join`]).
     fn join(&self) -> Duration {
         let net = self.net();
-        let node = self
-            .rt
-            .block_on(Node::spawn_memory(
-                node_config(),
-                Arc::new(MemoryArchives::new()),
-            ))
-            .unwrap_or_else(|e| fail(&format!("spawning a fresh node: {e}")));
-        let client = node.client();
-        let target = JOIN_PEERS.min(net.len());
-        let addr = net
+        let contact = net
             .node(self.rng.borrow_mut().gen_range(0..net.len()))
             .dial_addr();
-        let elapsed = self.rt.block_on(async {
-            let mut events = client.subscribe();
-            let t = Instant::now();
-            let done = async {
-                client.dial(addr).await?;
-                client.bootstrap().await?;
-                while client.info().await?.routing_peers < target {
-                    match events.recv().await {
-                        Ok(_) | Err(RecvError::Lagged(_)) => {}
-                        Err(RecvError::Closed) => return Err(NodeError::Stopped),
-                    }
-                }
-                Ok(())
-            };
-            match tokio::time::timeout(OP_BOUND, done).await {
-                Ok(Ok(())) => t.elapsed(),
-                Ok(Err(e)) => fail(&format!("joining the network: {e}")),
-                Err(_) => fail(&format!(
-                    "a joining node did not route to {target} peers within {OP_BOUND:?}"
-                )),
-            }
-        });
-        self.rt.block_on(node.shutdown());
-        elapsed
+        network::timed_join(self.rt, contact, JOIN_PEERS.min(net.len()))
+            .unwrap_or_else(|e| fail(&e.to_string()))
     }
 
     fn shutdown(&mut self) {
@@ -179,13 +133,10 @@ impl Measured<'_> {
     }
 }
 
-/// Builds an `n`-node network (a star with two hubs, every routing table holding ten peers) and
+/// Builds an `n`-node network the way `marketplace_p2p` does ([`network::testnet_config`]) and
 /// counts the heap bytes it took.
 fn build(rt: &Runtime, n: usize) -> Measured<'_> {
-    let mut cfg = TestnetConfig::new(n, Topology::Star { hubs: 2.min(n) });
-    cfg.node = node_config();
-    cfg.ready_routing_peers = JOIN_PEERS.min(n.saturating_sub(1));
-    cfg.ready_timeout = Duration::from_secs(if n >= 1000 { 600 } else { 120 });
+    let cfg = network::testnet_config(n);
     let bound = cfg.ready_timeout * 2;
     let baseline = CURRENT.load(Ordering::Relaxed);
     PEAK.store(baseline, Ordering::Relaxed);
@@ -241,7 +192,7 @@ fn main() {
         });
         // Only if Criterion ran this id: the side pass, then the network goes before the next.
         if let Some(mut s) = state {
-            if mode() == Mode::Measure && side::out_dir().is_some() {
+            if mode() == Mode::Measure && side::wanted(&full).is_some() {
                 let mut samples: Vec<u64> = (0..SIDE_COUNT)
                     .map(|_| u64::try_from(s.join().as_nanos()).unwrap_or(u64::MAX))
                     .collect();

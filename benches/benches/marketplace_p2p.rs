@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
 use market_benches::fixtures::{self, Cycle};
+use market_benches::network::{self, JOIN_PEERS, OP_BOUND};
 use market_benches::side::{self, Kademlia, Record};
 use market_benches::{Id, Mode, bench_batched_in, bench_in, mode, size, smoke};
 use market_core::cache::{Cache, DEFAULT_HOT_BYTES, FetchError, Fetcher};
@@ -38,10 +39,8 @@ use market_core::store::Store;
 use market_core::{ContentId, Release, SigningKey};
 use market_p2p::protocol::version_key;
 use market_p2p::reputation::{Outcome, Reputation, ReputationConfig};
-use market_p2p::testnet::{Testnet, TestnetConfig, Topology};
-use market_p2p::{
-    CachePolicy, Client, MemoryArchives, Multiaddr, NetEvent, Node, NodeConfig, PeerId,
-};
+use market_p2p::testnet::Testnet;
+use market_p2p::{CachePolicy, Client, Multiaddr, NetEvent, Node, PeerId};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -54,10 +53,6 @@ const SIDE_P99: usize = 1000;
 const SIDE_P95: usize = 200;
 /// Largest network built in a smoke run: 50-, 100- and 1000-node networks shrink to this.
 const SMOKE_NODES: usize = 10;
-/// Peers a joining node must route to before its bootstrap counts as done (`bootstrap_time/10`).
-const JOIN_PEERS: usize = 10;
-/// Bound on anything a single operation waits for; an in-process network answers far sooner.
-const OP_BOUND: Duration = Duration::from_secs(10);
 
 fn main() {
     market_benches::start("marketplace_p2p");
@@ -89,23 +84,12 @@ enum Role {
     Main,
     /// Peers holding a catalogue for network search.
     Search,
-    /// DHT lookups over emulated wide-area links: 20 ms one-way on every frame.
-    Wan,
 }
 
-/// One-way delay per frame of the wide-area networks.
+/// One-way delay per frame of the emulated wide-area links. The wide-area lookups run on the main
+/// network of their size with its links switched to this delay for the duration of the bench
+/// (building a second large network would cost more than all the lookups).
 const WAN_DELAY: Duration = Duration::from_millis(20);
-
-/// Node settings of every bench network: the in-process settings, with Kademlia's write-back
-/// caching off (a lookup must not move records towards earlier origins) and a DHT-result cache
-/// TTL longer than any run (a cache-hit bench must not turn into a miss halfway through).
-fn node_config() -> NodeConfig {
-    NodeConfig {
-        kad_caching: false,
-        cache_ttl: Duration::from_secs(24 * 3600),
-        ..NodeConfig::in_process()
-    }
-}
 
 /// The process's runtime and its networks, built on first use.
 struct World {
@@ -127,6 +111,13 @@ struct Net {
 impl Net {
     fn len(&self) -> usize {
         self.tn.len()
+    }
+
+    /// Sets the one-way delay of every node's in-process links, open connections included.
+    fn set_frame_delay(&self, delay: Duration) {
+        for i in 0..self.len() {
+            self.tn.node(i).set_frame_delay(delay);
+        }
     }
 
     fn fresh_name(&self, prefix: &str) -> String {
@@ -171,17 +162,11 @@ impl World {
         net
     }
 
-    /// Spawns an `n`-node star (two hubs) and waits until every routing table holds ten peers.
-    /// A network that is not ready within a time bound ends the process with a message (exit 2):
-    /// a bench that cannot build its network cannot measure anything.
+    /// Spawns an `n`-node network ([`network::testnet_config`]). A network that is not ready
+    /// within a time bound ends the process with a message (exit 2): a bench that cannot build its
+    /// network cannot measure anything.
     fn build(&self, role: Role, n: usize) -> Testnet {
-        let mut cfg = TestnetConfig::new(n, Topology::Star { hubs: 2.min(n) });
-        cfg.node = node_config();
-        if role == Role::Wan {
-            cfg.node.frame_delay = WAN_DELAY;
-        }
-        cfg.ready_routing_peers = JOIN_PEERS.min(n.saturating_sub(1));
-        cfg.ready_timeout = Duration::from_secs(if n >= 1000 { 600 } else { 120 });
+        let cfg = network::testnet_config(n);
         let bound = cfg.ready_timeout * 2;
         let started = Instant::now();
         let built = self
@@ -332,7 +317,7 @@ fn timed<S: Figures>(
     });
     if let Some(s) = &state
         && mode() == Mode::Measure
-        && side::out_dir().is_some()
+        && side::wanted(&full).is_some()
     {
         s.reset();
         let mut samples: Vec<u64> = (0..side_count)
@@ -374,6 +359,7 @@ fn lookups(world: &World, net: &Net) -> Rc<Lookups> {
             })
             .collect();
         let origins: Vec<usize> = (0..count).map(|_| rng.gen_range(0..n)).collect();
+        let started = Instant::now();
         let lacking = world.rt.block_on(async {
             for chunk in releases.iter().zip(&origins).collect::<Vec<_>>().chunks(16) {
                 let puts = chunk.iter().map(|&(r, o)| {
@@ -404,6 +390,10 @@ fn lookups(world: &World, net: &Net) -> Rc<Lookups> {
             }
             lacking
         });
+        eprintln!(
+            "marketplace_p2p: {count} lookup records published on {n} nodes in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         Rc::new(Lookups { releases, lacking })
     }))
 }
@@ -519,6 +509,31 @@ impl<'w> LookupBench<'w> {
     }
 }
 
+/// A lookup bench whose network's links carry [`WAN_DELAY`] while it lives.
+struct WanLookups<'w>(LookupBench<'w>);
+
+impl<'w> WanLookups<'w> {
+    fn new(bench: LookupBench<'w>) -> WanLookups<'w> {
+        bench.net.set_frame_delay(WAN_DELAY);
+        WanLookups(bench)
+    }
+}
+
+impl Drop for WanLookups<'_> {
+    fn drop(&mut self) {
+        self.0.net.set_frame_delay(Duration::ZERO);
+    }
+}
+
+impl Figures for WanLookups<'_> {
+    fn reset(&self) {
+        self.0.reset();
+    }
+    fn annotate(&self, record: &mut Record) {
+        self.0.annotate(record);
+    }
+}
+
 fn dht_lookup(c: &mut Criterion, world: &World) {
     const G: &str = "p2p_dht_lookup";
     let mut g = c.benchmark_group(G);
@@ -540,14 +555,12 @@ fn dht_lookup(c: &mut Criterion, world: &World) {
             G,
             Name::Both("lookup_latency_wan20ms", n.to_string()),
             SIDE_P95,
-            || LookupBench::new(world, Role::Wan, n),
-            LookupBench::lookup,
+            || WanLookups::new(LookupBench::new(world, Role::Main, n)),
+            |w| w.0.lookup(),
         );
     }
     g.finish();
-    for (role, n) in [(Role::Main, 1000), (Role::Wan, 100), (Role::Wan, 1000)] {
-        world.release(role, n);
-    }
+    world.release(Role::Main, 1000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -833,13 +846,7 @@ fn concurrent_searches(c: &mut Criterion, world: &World) {
 
 /// Spawns a fresh node (untimed preparation of a join).
 fn fresh_node(world: &World) -> Node {
-    world
-        .rt
-        .block_on(Node::spawn_memory(
-            node_config(),
-            Arc::new(MemoryArchives::new()),
-        ))
-        .unwrap_or_else(|e| fail(&format!("spawning a fresh node: {e}")))
+    network::fresh_node(&world.rt).unwrap_or_else(|e| fail(&format!("spawning a fresh node: {e}")))
 }
 
 /// A join network and a generator of bootstrap peers.
@@ -865,38 +872,12 @@ impl<'w> JoinBench<'w> {
         self.net.tn.node(i).dial_addr()
     }
 
-    /// A fresh node dials a random member, bootstraps, and is done when its routing table holds
-    /// ten peers (all others in a smaller network). Spawn and teardown are untimed.
+    /// A fresh node joins through a random member and is done when it routes to ten peers
+    /// ([`network::timed_join`]).
     fn bootstrap(&self) -> Duration {
-        let node = fresh_node(self.world);
-        let client = node.client();
         let target = JOIN_PEERS.min(self.net.len());
-        let addr = self.peer();
-        let elapsed = self.world.rt.block_on(async {
-            let mut events = client.subscribe();
-            let t = Instant::now();
-            let done = async {
-                client.dial(addr).await?;
-                client.bootstrap().await?;
-                while client.info().await?.routing_peers < target {
-                    match events.recv().await {
-                        Ok(_) | Err(RecvError::Lagged(_)) => {}
-                        Err(RecvError::Closed) => return Err(market_p2p::NodeError::Stopped),
-                    }
-                }
-                Ok::<_, market_p2p::NodeError>(())
-            };
-            match tokio::time::timeout(OP_BOUND, done).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => fail(&format!("joining the network: {e}")),
-                Err(_) => fail(&format!(
-                    "a joining node did not route to {target} peers within {OP_BOUND:?}"
-                )),
-            }
-            t.elapsed()
-        });
-        self.world.rt.block_on(node.shutdown());
-        elapsed
+        network::timed_join(&self.world.rt, self.peer(), target)
+            .unwrap_or_else(|e| fail(&e.to_string()))
     }
 
     /// A fresh node dials a random member; done when the connection is established.

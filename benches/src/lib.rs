@@ -17,6 +17,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
 
 pub mod fixtures;
+pub mod network;
 pub mod side;
 
 /// The variant this executable was compiled as: `otel` with the `otel` feature, else `plain`.

@@ -100,6 +100,20 @@ pub fn out_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// The side-data folder, when the xtask asked for the side pass of `id`: `MARKET_PERF_OUT` is set
+/// and `MARKET_SIDE_IDS` (comma-separated full ids) is unset or names `id`. The xtask narrows the
+/// side passes to the benches whose percentiles a check reads when a profile's time budget cannot
+/// afford one for every bench (a p95 of a 100 ms operation costs 20 s).
+pub fn wanted(id: &str) -> Option<PathBuf> {
+    let dir = out_dir()?;
+    listed(std::env::var("MARKET_SIDE_IDS").ok().as_deref(), id).then_some(dir)
+}
+
+/// Whether `id` is in the comma-separated list `ids`; no list selects every id.
+fn listed(ids: Option<&str>, id: &str) -> bool {
+    ids.is_none_or(|ids| ids.split(',').any(|i| i == id))
+}
+
 /// The file a bench id's side data goes to.
 pub fn path_for(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{}.json", id.replace('/', "__")))
@@ -116,10 +130,10 @@ pub fn time_ops<R>(n: usize, mut op: impl FnMut() -> R) -> Vec<u64> {
         .collect()
 }
 
-/// The side pass: when `MARKET_PERF_OUT` is set, times `n` single calls of `op` and writes their
+/// The side pass: when the side data of `id` is [`wanted`], times `n` single calls of `op` and writes their
 /// percentiles for `id`. Returns the record written, if any.
 pub fn percentiles<R>(id: &str, n: usize, op: impl FnMut() -> R) -> Option<Record> {
-    let dir = out_dir()?;
+    let dir = wanted(id)?;
     let mut samples = time_ops(n, op);
     let record = Record::from_samples(id, &mut samples)?;
     write_or_exit(&dir, &record);
@@ -134,7 +148,7 @@ pub fn percentiles_batched<I, R>(
     mut input: impl FnMut() -> I,
     mut op: impl FnMut(I) -> R,
 ) -> Option<Record> {
-    let dir = out_dir()?;
+    let dir = wanted(id)?;
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let i = input();
@@ -203,6 +217,14 @@ mod tests {
         );
         assert!((r.mean - 500.5).abs() < 1e-9);
         assert!(Record::from_samples("a", &mut []).is_none());
+    }
+
+    #[test]
+    fn the_side_id_list_selects_exact_ids() {
+        assert!(listed(None, "a/b"));
+        assert!(listed(Some("x,a/b"), "a/b"));
+        assert!(!listed(Some("a/b/1"), "a/b/10"));
+        assert!(!listed(Some(""), "a/b"));
     }
 
     #[test]

@@ -151,6 +151,11 @@ pub struct Profile {
     pub include: Vec<String>,
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// The benches that run their side pass of single operations (selectors as in `include`);
+    /// absent: every bench. A p95 of a 100 ms operation costs 20 s, so budgeted profiles keep the
+    /// passes whose percentiles or figures a check reads.
+    #[serde(default)]
+    pub side_data: Option<Vec<String>>,
     /// Whether statistics gate this profile (quick does not: it is a smoke test).
     pub gated: bool,
     /// A bench process still running after this long is killed and the run fails (exit 2).
@@ -291,12 +296,13 @@ impl Policy {
                     "need 1 ≤ replicates ≤ max_replicates",
                 ));
             }
-            for inc in &p.include {
+            let side = p.side_data.iter().flatten().map(|s| ("side_data", s));
+            for (field, inc) in p.include.iter().map(|s| ("include", s)).chain(side) {
                 if let Some(prof) = inc.strip_prefix("@sla:") {
-                    self.check_profiles(&format!("{key}.include"), &[prof.to_owned()])?;
+                    self.check_profiles(&format!("{key}.{field}"), &[prof.to_owned()])?;
                 } else if inc.starts_with('@') && inc != "@critical_paths" {
                     return Err(self.bad(
-                        format!("{key}.include"),
+                        format!("{key}.{field}"),
                         format!("unknown selector `{inc}`"),
                     ));
                 }
@@ -390,18 +396,29 @@ impl Policy {
 
     /// Whether `profile` measures `id`.
     pub fn selects(&self, profile: &Profile, id: &str) -> bool {
-        let included = profile.include.iter().any(|inc| {
-            if inc == "@critical_paths" {
-                self.overhead.critical_paths.iter().any(|c| c == id)
-            } else if let Some(prof) = inc.strip_prefix("@sla:") {
-                self.slas
-                    .iter()
-                    .any(|s| s.bench == id && s.profiles.iter().any(|p| p == prof))
-            } else {
-                glob_match(inc, id)
-            }
-        });
+        let included = profile.include.iter().any(|inc| self.matches(inc, id));
         included && !profile.exclude.iter().any(|e| glob_match(e, id))
+    }
+
+    /// Whether `profile` asks `id` for its side pass.
+    pub fn wants_side_data(&self, profile: &Profile, id: &str) -> bool {
+        profile
+            .side_data
+            .as_ref()
+            .is_none_or(|sel| sel.iter().any(|s| self.matches(s, id)))
+    }
+
+    /// Whether the selector `sel` (a glob, `@critical_paths` or `@sla:PROFILE`) names `id`.
+    fn matches(&self, sel: &str, id: &str) -> bool {
+        if sel == "@critical_paths" {
+            self.overhead.critical_paths.iter().any(|c| c == id)
+        } else if let Some(prof) = sel.strip_prefix("@sla:") {
+            self.slas
+                .iter()
+                .any(|s| s.bench == id && s.profiles.iter().any(|p| p == prof))
+        } else {
+            glob_match(sel, id)
+        }
     }
 }
 

@@ -539,8 +539,17 @@ impl Plan {
     }
 }
 
+/// Which benches run their side pass of single operations.
+pub(crate) enum SidePasses<'a> {
+    /// Those the profile's `side_data` selects (every bench when it has none).
+    Profile(&'a Policy),
+    /// None: only Criterion's estimates are read (the overhead instrument).
+    Off,
+}
+
 pub(crate) struct Runner<'a> {
     pub(crate) layout: &'a Layout,
+    pub(crate) side: SidePasses<'a>,
     /// The folder under target/perf/criterion/ (`head` for bench-all).
     pub(crate) git_ref: &'static str,
     pub(crate) profile: &'a Profile,
@@ -592,6 +601,20 @@ impl Runner<'_> {
         c.env("CRITERION_HOME", &dir)
             .env("MARKET_PERF_OUT", &dir)
             .stdin(Stdio::null());
+        match self.side {
+            SidePasses::Profile(policy) if self.profile.side_data.is_some() => {
+                let wanted: Vec<&str> = ids
+                    .iter()
+                    .filter(|id| policy.wants_side_data(self.profile, id))
+                    .map(String::as_str)
+                    .collect();
+                c.env("MARKET_SIDE_IDS", wanted.join(","));
+            }
+            SidePasses::Profile(_) => {}
+            SidePasses::Off => {
+                c.env("MARKET_SIDE_IDS", "");
+            }
+        }
         if exe.variant == OTEL {
             if let Some(ep) = &self.endpoint {
                 c.env("OTEL_EXPORTER_OTLP_ENDPOINT", ep);
@@ -972,6 +995,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     let _ = std::fs::remove_dir_all(layout.criterion_root(HEAD_REF));
     let mut runner = Runner {
         layout,
+        side: SidePasses::Profile(&policy),
         git_ref: HEAD_REF,
         profile: &profile,
         sample_ratio,

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::bench_all::{self, Runner};
+use super::bench_all::{self, Runner, SidePasses};
 use crate::error::{self, Error, Result};
 use crate::layout::Layout;
 use crate::policy::Policy;
@@ -111,6 +111,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     let max_blocks = opts.max_blocks.unwrap_or(usize::MAX).max(2);
     let mut runner = Runner {
         layout,
+        side: SidePasses::Off,
         git_ref: REF,
         profile: &profile,
         sample_ratio,

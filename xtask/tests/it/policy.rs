@@ -51,6 +51,25 @@ fn profiles_select_what_they_say() {
 }
 
 #[test]
+fn budgeted_profiles_keep_the_side_passes_checks_read() {
+    let p = committed();
+    let standard = &p.profiles["standard"];
+    for id in [
+        "p2p_sla_validation/sla_bootstrap_under_2s",
+        "p2p_cli_commands/install",
+        "p2p_dht_lookup/lookup_latency/100",
+        "p2p_memory_usage/per_peer/100",
+    ] {
+        assert!(p.wants_side_data(standard, id), "{id}");
+    }
+    assert!(!p.wants_side_data(standard, "p2p_concurrent_searches/concurrent_count/50"));
+    assert!(!p.wants_side_data(standard, "registry_loading/load_index/10000"));
+    // Thorough names no list: every bench runs its side pass.
+    let thorough = &p.profiles["thorough"];
+    assert!(p.wants_side_data(thorough, "p2p_concurrent_searches/concurrent_count/50"));
+}
+
+#[test]
 fn quantities_parse_with_units() {
     assert_eq!(parse_quantity("100 ms").unwrap().0, 1e8);
     assert_eq!(parse_quantity("2 s").unwrap().0, 2e9);
@@ -91,6 +110,13 @@ fn malformed_policies_name_the_file_and_the_key() {
         (
             with("profiles = [\"thorough\"]", "profiles = [\"weekly\"]"),
             "profiles",
+        ),
+        (
+            with(
+                "side_data = [\"@sla:standard\", \"p2p_dht",
+                "side_data = [\"@slas\", \"p2p_dht",
+            ),
+            "profiles.standard.side_data",
         ),
     ];
     for (text, key) in cases {
