@@ -47,9 +47,12 @@ pub struct NodeConfig {
     pub idle_connection_timeout: Duration,
     /// Bound on open connections. A node keeps its gossip mesh, its closest routing-table
     /// neighbours and connections in use; everything else is closed once idle for
-    /// [`connection_grace`](Self::connection_grace), and at once when the node is over this bound.
-    /// gossipsub would otherwise keep every connection alive and lookups would drift into a full
-    /// mesh (rust-libp2p issue 5190).
+    /// [`connection_grace`](Self::connection_grace), and sooner while the node is over this bound
+    /// (see [`inbound_grace`](Self::inbound_grace)). gossipsub would otherwise keep every
+    /// connection alive and lookups would drift into a full mesh (rust-libp2p issue 5190).
+    /// Kademlia does not say which peers a query is talking to, so connections this node's own
+    /// running queries opened are kept: a burst of its own lookups can pass the bound for as long
+    /// as they run.
     pub max_connections: usize,
     /// Closest routing-table neighbours (by XOR distance to the node's own id) kept connected.
     pub keep_neighbours: usize,

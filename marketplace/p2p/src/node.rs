@@ -7,6 +7,18 @@
 //! record store (Kademlia's `StoreInserts::FilterBoth`), announcements before gossipsub forwards
 //! them (`validate_messages`). Multi-step work (a fetch that falls back across providers, a search
 //! across peers) is composed by the client from those steps.
+//!
+//! The task is also the connection manager. gossipsub's long-lived streams keep every connection
+//! open (rust-libp2p issue 5190), so the node closes connections itself: it keeps the gossip mesh,
+//! its closest routing-table neighbours and connections with requests in flight, closes the rest
+//! after a grace period, and, while over [`NodeConfig::max_connections`], closes idle connections
+//! peers opened after a short inbound grace. Two Kademlia defaults fight a bounded connection set
+//! and are replaced: the node, not Kademlia, inserts peers into the routing table, and never into a
+//! full bucket (Kademlia would dial the bucket's oldest, nearly always disconnected, entry, and the
+//! dial's own insertion elsewhere would dial again, without end); and automatic bootstraps, which
+//! Kademlia starts whenever a table holds fewer than K peers, can be turned off
+//! ([`NodeConfig::automatic_bootstrap`]), so that a network joining all at once does not run a full
+//! bootstrap per node.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

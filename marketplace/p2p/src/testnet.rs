@@ -123,6 +123,7 @@ impl Testnet {
         if let Topology::Staggered { contacts, seed } = net.config.topology {
             net.join_staggered(contacts, seed).await?;
             let target = net.config.ready_routing_peers;
+            net.top_up(target).await?;
             net.wait_routing_ready(target, net.config.ready_timeout)
                 .await?;
             return Ok(net);
@@ -252,6 +253,42 @@ impl Testnet {
             })
             .max()
             .unwrap_or(0)
+    }
+
+    /// Has every node whose routing table is short of `min_peers` (capped at N − 1) look up its
+    /// own id again, up to three rounds. Nodes that joined in the same wave may not have met: each
+    /// only learns of peers that connect to it or that its lookup reaches, and with automatic
+    /// bootstraps off nothing else would introduce them. Once everybody has joined, a lookup of a
+    /// node's own id reaches its neighbourhood.
+    async fn top_up(&self, min_peers: usize) -> Result<(), TestnetError> {
+        let target = min_peers.min(self.nodes.len().saturating_sub(1));
+        for _ in 0..3 {
+            let mut short = Vec::new();
+            for i in self.live() {
+                let client = self.client(i);
+                let info = client
+                    .info()
+                    .await
+                    .map_err(|source| TestnetError::Node { index: i, source })?;
+                if info.routing_peers < target {
+                    short.push((i, client));
+                }
+            }
+            if short.is_empty() {
+                return Ok(());
+            }
+            for chunk in short.chunks(self.config.parallelism.max(1)) {
+                let lookups = chunk.iter().map(|(i, c)| async move {
+                    c.closest_peers(c.peer_id())
+                        .await
+                        .map_err(|source| TestnetError::Node { index: *i, source })
+                });
+                for r in join_all(lookups).await {
+                    r?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Joins nodes 1.. in waves (see [`Topology::Staggered`]).
