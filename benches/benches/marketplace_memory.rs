@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::BenchmarkId;
-use market_benches::network::{self, JOIN_PEERS};
+use market_benches::network;
 use market_benches::side::{self, Memory, Record};
 use market_benches::{Id, Mode, mode, size};
 use market_p2p::testnet::Testnet;
@@ -122,7 +122,7 @@ impl Measured<'_> {
         let contact = net
             .node(self.rng.borrow_mut().gen_range(0..net.len()))
             .dial_addr();
-        network::timed_join(self.rt, contact, JOIN_PEERS.min(net.len()))
+        network::timed_join(self.rt, contact, network::ready_peers(net.len()))
             .unwrap_or_else(|e| fail(&e.to_string()))
     }
 

@@ -44,7 +44,7 @@ pub fn testnet_config(n: usize) -> TestnetConfig {
     };
     let mut cfg = TestnetConfig::new(n, topology);
     cfg.node = node_config();
-    cfg.ready_routing_peers = JOIN_PEERS.min(n.saturating_sub(1));
+    cfg.ready_routing_peers = ready_peers(n);
     cfg.ready_timeout = Duration::from_secs(if n >= 1000 { 600 } else { 120 });
     cfg
 }
@@ -55,6 +55,12 @@ pub fn fresh_node(rt: &Runtime) -> Result<Node, NodeError> {
         node_config(),
         Arc::new(MemoryArchives::new()),
     ))
+}
+
+/// The routing-table size that makes a node of an `n`-node network ready: [`JOIN_PEERS`], or
+/// all others in a smaller network. A joining node is held to the same mark as the members.
+pub fn ready_peers(n: usize) -> usize {
+    JOIN_PEERS.min(n.saturating_sub(1)).max(1)
 }
 
 /// Why a timed join could not be measured.
