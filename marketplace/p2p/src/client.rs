@@ -17,7 +17,8 @@ use tracing::{Instrument, field};
 use crate::cache::{CachePolicy, CacheStats};
 use crate::error::{Attempt, AttemptOutcome, FetchError, NodeError, RequestError};
 use crate::node::{
-    AnnounceOutcome, BootstrapReport, Command, NetEvent, NodeInfo, PutOutcome, QueryFigures, Shared,
+    AnnounceOutcome, BootstrapReport, Command, NetEvent, NodeInfo, PutOutcome, QueryFigures,
+    REPLICATION_FACTOR, Shared,
 };
 use crate::protocol::*;
 use crate::releases::{AdmitError, Admitted};
@@ -341,16 +342,36 @@ impl Client {
         );
         let index_record = Record::new(index_key(&release.name), index);
         let (v, i) = tokio::join!(
-            self.ask(|reply| Command::PutRecord {
-                record: version_record,
-                reply
-            }),
-            self.ask(|reply| Command::PutRecord {
-                record: index_record,
-                reply
-            }),
+            self.put_record(version_record),
+            self.put_record(index_record)
         );
-        Ok((v??, i??))
+        Ok((v?, i?))
+    }
+
+    /// Stores `record` at the closest peers; if some of them did not confirm, puts it once more.
+    /// A peer can miss a put when its connection is closed between the put's lookup and its store
+    /// request (connection managers on both sides close idle connections, and under load the two
+    /// phases are far apart); the second put finds the same closest peers, and those that already
+    /// hold the record simply confirm again.
+    async fn put_record(&self, record: Record) -> Result<PutOutcome, NodeError> {
+        let first = self
+            .ask(|reply| Command::PutRecord {
+                record: record.clone(),
+                reply,
+            })
+            .await??;
+        // No peer at all is an empty network (a local-only success), not a missed store.
+        if first.peers == 0 || first.peers >= REPLICATION_FACTOR {
+            return Ok(first);
+        }
+        let second = self
+            .ask(|reply| Command::PutRecord { record, reply })
+            .await??;
+        Ok(if second.peers >= first.peers {
+            second
+        } else {
+            first
+        })
     }
 
     /// Publishes `bytes` on the announcement topic without any local check. Meant for tools that

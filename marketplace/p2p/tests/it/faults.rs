@@ -258,7 +258,7 @@ async fn a_flood_of_bogus_records_is_refused_and_honest_lookups_keep_working() {
         })
         .collect();
     // Many puts at once, as a real flooder would send them.
-    for chunk in bogus.chunks(50) {
+    for chunk in bogus.chunks(100) {
         let puts = chunk
             .iter()
             .map(|(key, value)| ac.put_record_unchecked(key.clone(), value.clone()));
