@@ -587,6 +587,7 @@ impl Node {
             in_flight: HashMap::new(),
             closing: HashSet::new(),
             ours: HashSet::new(),
+            dropped: HashSet::new(),
         };
         let task = tokio::spawn(task.run());
         let client = crate::Client::new(shared, commands_tx, listen_addrs.clone());
@@ -687,6 +688,9 @@ struct EventLoop {
     closing: HashSet<PeerId>,
     /// Connected peers this node dialed or sent a request to (the rest only asked us something).
     ours: HashSet<PeerId>,
+    /// Routing-table peers whose last connection the other side ended (it left, crashed or pruned
+    /// us): the entries a full bucket gives up first (see [`EventLoop::add_route`]).
+    dropped: HashSet<PeerId>,
 }
 
 /// Why a record or message was refused, and whether the sender is to blame. A name conflict can be
@@ -850,23 +854,52 @@ impl EventLoop {
         self.touch(peer);
     }
 
-    /// Adds a Kademlia peer's address to the routing table, unless its bucket is full and the peer
-    /// is not in it. A full bucket would make Kademlia dial the bucket's oldest entry to see whether
-    /// it still answers; with bounded connections that entry is nearly always disconnected, so
-    /// every new connection would cause a dial, and every dial a connection elsewhere. Entries of
-    /// dead peers still leave the table: a query that fails to reach one removes it.
+    /// Adds a Kademlia peer's address to the routing table. When its bucket is full and the peer
+    /// is not in it, the peer takes the place of an entry whose connection the other side ended
+    /// ([`EventLoop::dropped`]), if there is one, and is left out otherwise. A full bucket would
+    /// make Kademlia dial the bucket's oldest entry to see whether it still answers; with bounded
+    /// connections that entry is nearly always disconnected, so every new connection would cause a
+    /// dial, and every dial a connection elsewhere. Without the replacement, members of a network
+    /// with churn would fill their buckets with departed peers, keep handing them to joining
+    /// nodes, and never take in a live newcomer. Entries of dead peers also leave the table when a
+    /// query fails to reach one.
     fn add_route(&mut self, peer: PeerId, addr: Multiaddr) {
         let kad = &mut self.swarm.behaviour_mut().kad;
-        let room = match kad.kbucket(peer) {
+        let (room, gone) = match kad.kbucket(peer) {
             Some(bucket) => {
-                bucket.num_entries() < kad::K_VALUE.get()
-                    || bucket.iter().any(|e| e.node.key.preimage() == &peer)
+                let room = bucket.num_entries() < kad::K_VALUE.get()
+                    || bucket.iter().any(|e| e.node.key.preimage() == &peer);
+                let gone = bucket
+                    .iter()
+                    .map(|e| *e.node.key.preimage())
+                    .find(|p| self.dropped.contains(p));
+                (room, gone)
             }
             // The local peer itself.
-            None => false,
+            None => return,
         };
-        if room {
-            kad.add_address(&peer, addr);
+        if !room {
+            let Some(gone) = gone else { return };
+            kad.remove_peer(&gone);
+            self.dropped.remove(&gone);
+        }
+        kad.add_address(&peer, addr);
+    }
+
+    /// Notes that the other side ended the last connection to a routing-table peer. The set stays
+    /// bounded by the routing table: entries kad removed by itself are swept out when it grows.
+    fn note_dropped(&mut self, peer: PeerId) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let routed = |kad: &mut kad::Behaviour<MergingStore>, p: &PeerId| {
+            kad.kbucket(*p)
+                .is_some_and(|b| b.iter().any(|e| e.node.key.preimage() == p))
+        };
+        if !routed(kad, &peer) {
+            return;
+        }
+        self.dropped.insert(peer);
+        if self.dropped.len() > 4 * kad::K_VALUE.get() {
+            self.dropped.retain(|p| routed(kad, p));
         }
     }
 
@@ -1114,6 +1147,7 @@ impl EventLoop {
             } => {
                 c.connections_established.fetch_add(1, Ordering::Relaxed);
                 c.open_connections.fetch_add(1, Ordering::Relaxed);
+                self.dropped.remove(&peer_id);
                 // A peer that reconnects while its old connection was closing is a fresh connection.
                 self.closing.remove(&peer_id);
                 let peers = self.swarm.network_info().num_peers();
@@ -1144,12 +1178,16 @@ impl EventLoop {
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established,
+                cause,
                 ..
             } => {
                 c.open_connections.fetch_sub(1, Ordering::Relaxed);
                 if num_established == 0 {
                     self.last_used.remove(&peer_id);
-                    self.closing.remove(&peer_id);
+                    // `cause` is empty only when this node closed the connection itself.
+                    if !self.closing.remove(&peer_id) && cause.is_some() {
+                        self.note_dropped(peer_id);
+                    }
                     self.ours.remove(&peer_id);
                     self.shared.emit(NetEvent::PeerDisconnected(peer_id));
                 }
