@@ -11,7 +11,9 @@
 //! Networks start with staggered joins (each node dials 3 random earlier nodes, then bootstraps).
 //! `kill=P` kills P % of the nodes after the first lookups and looks the records up again (only
 //! records that still have a live holder count); `bound=N` sets the connection bound; `quick`
-//! skips the announcement and join phases; `lookups=N` sets the lookups per round (default 200).
+//! skips the announcement and join phases; `lookups=N` sets the lookups per round (default 200);
+//! `fixed` only spawns the nodes unconnected and reports their memory (run it on its own: memory
+//! freed afterwards stays with the allocator and would hide what a later network takes).
 //! Given several sizes, it ends with requests per lookup against N and least-squares fits of them
 //! against ln N and against N, with R².
 //!
@@ -87,6 +89,7 @@ struct Options {
     kill_percent: usize,
     bound: Option<usize>,
     quick: bool,
+    fixed: bool,
     lookups: usize,
 }
 
@@ -277,6 +280,20 @@ async fn measure(n: usize, opts: &Options) -> Result<Option<Round>, Box<dyn std:
     cfg.ready_routing_peers = 10.min(n - 1);
     cfg.ready_timeout = Duration::from_secs(300);
 
+    if opts.fixed {
+        // Memory of nodes that never connect: the swarm, its behaviours and the node's own state,
+        // without any connection. What a connected network takes beyond it is per connection.
+        let before = rss_bytes();
+        let idle = Testnet::spawn_unconnected(cfg.clone()).await?;
+        let after = rss_bytes();
+        println!(
+            "  memory: {n} unconnected nodes take {:.1} MB = {:.0} KB per node",
+            after.saturating_sub(before) as f64 / 1e6,
+            after.saturating_sub(before) as f64 / n as f64 / 1e3
+        );
+        idle.shutdown().await;
+        return Ok(None);
+    }
     let rss_before = rss_bytes();
     let started = Instant::now();
     let mut net = Testnet::spawn(cfg).await?;
@@ -507,6 +524,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         kill_percent,
         bound,
         quick: args.iter().any(|a| a == "quick"),
+        fixed: args.iter().any(|a| a == "fixed"),
         lookups: args
             .iter()
             .find_map(|a| a.strip_prefix("lookups="))
