@@ -102,6 +102,22 @@ struct Round {
     found_percent: f64,
 }
 
+/// Each node's peak of connected peers so far, and of those it was not already closing.
+fn peaks(net: &Testnet) -> (Vec<f64>, Vec<f64>) {
+    let load =
+        |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    net.clients()
+        .iter()
+        .map(|c| {
+            let counters = c.counters();
+            (
+                load(&counters.peak_connected_peers),
+                load(&counters.peak_kept_peers),
+            )
+        })
+        .unzip()
+}
+
 fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len().max(1) as f64
 }
@@ -328,6 +344,9 @@ async fn measure(n: usize, opts: &Options) -> Result<Option<Round>, Box<dyn std:
         (rss_after.saturating_sub(rss_before)) as f64 / n as f64 / 1e3
     );
     summary("connected peers per node (steady)", conns, "");
+    let (raw, kept) = peaks(&net);
+    summary("peak peers per node during start-up", raw, "");
+    summary("  of them not being closed", kept, "");
     println!(
         "  peak connected peers at any node during start-up: {} (bound {})",
         net.peak_connected_peers(),
@@ -385,6 +404,9 @@ async fn measure(n: usize, opts: &Options) -> Result<Option<Round>, Box<dyn std:
     summary("peers that stored each record", stored, "");
     summary("kad failures per put", put_failures, "");
     summary("put query time", put_ms, "ms");
+    let (raw, kept) = peaks(&net);
+    summary("peak peers per node after the puts", raw, "");
+    summary("  of them not being closed", kept, "");
     let round = lookups(&net, &releases, &mut rng, "", opts.lookups).await?;
     let after = net.peak_connected_peers();
     println!(

@@ -48,22 +48,20 @@ pub struct NodeConfig {
     /// Bound on open connections. A node keeps its gossip mesh, its closest routing-table
     /// neighbours and connections in use; everything else is closed once idle for
     /// [`connection_grace`](Self::connection_grace), and sooner while the node is over this bound
-    /// (see [`inbound_grace`](Self::inbound_grace)). gossipsub would otherwise keep every
+    /// (see [`over_bound_grace`](Self::over_bound_grace)). gossipsub would otherwise keep every
     /// connection alive and lookups would drift into a full mesh (rust-libp2p issue 5190).
-    /// Kademlia does not say which peers a query is talking to, so connections this node's own
-    /// running queries opened are kept: a burst of its own lookups can pass the bound for as long
-    /// as they run.
+    /// Connections that carried a request or a Kademlia message within the over-bound grace are
+    /// kept, so a burst of lookups can pass the bound briefly.
     pub max_connections: usize,
     /// Closest routing-table neighbours (by XOR distance to the node's own id) kept connected.
     pub keep_neighbours: usize,
     /// How long a connection that is neither in the mesh, nor a kept neighbour, nor in use stays
     /// open after it was opened or last used: long enough for the query that opened it to finish.
     pub connection_grace: Duration,
-    /// While the node is over its bound: how long a connection a peer opened (to ask something)
-    /// is kept after it was last used, plus eight one-way [`frame_delay`](Self::frame_delay)s
-    /// (handshake, request and answer), at most half the grace. Connections this node opened are
-    /// kept for half the grace, since they likely carry a step of one of its own lookups.
-    pub inbound_grace: Duration,
+    /// While the node is over its bound: how long a connection is kept after it last carried a
+    /// request or a Kademlia message, plus eight one-way [`frame_delay`](Self::frame_delay)s
+    /// (a handshake, a request and its answer); at most the grace.
+    pub over_bound_grace: Duration,
     pub reputation: ReputationConfig,
     pub cache_ttl: Duration,
     pub cache_capacity: usize,
@@ -118,7 +116,7 @@ impl Default for NodeConfig {
             max_connections: 48,
             keep_neighbours: 16,
             connection_grace: Duration::from_secs(30),
-            inbound_grace: Duration::from_secs(1),
+            over_bound_grace: Duration::from_secs(1),
             reputation: ReputationConfig::default(),
             cache_ttl: Duration::from_secs(60),
             cache_capacity: 4096,
@@ -146,7 +144,7 @@ impl NodeConfig {
             max_archive_bytes: 8 * 1024 * 1024,
             idle_connection_timeout: Duration::from_secs(10),
             connection_grace: Duration::from_secs(2),
-            inbound_grace: Duration::from_millis(500),
+            over_bound_grace: Duration::from_millis(300),
             ..NodeConfig::default()
         }
     }

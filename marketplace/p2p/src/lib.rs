@@ -23,6 +23,7 @@ pub mod releases;
 pub mod reputation;
 pub mod store;
 pub mod testnet;
+mod watch;
 
 pub use cache::{CachePolicy, CacheStats};
 pub use client::{Client, Fetched, JoinReport, Lookup, PublishReport, SearchResults, SyncReport};

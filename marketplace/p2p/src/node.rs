@@ -11,8 +11,9 @@
 //! The task is also the connection manager. gossipsub's long-lived streams keep every connection
 //! open (rust-libp2p issue 5190), so the node closes connections itself: it keeps the gossip mesh,
 //! its closest routing-table neighbours and connections with requests in flight, closes the rest
-//! after a grace period, and, while over [`NodeConfig::max_connections`], closes idle connections
-//! peers opened after a short inbound grace. Two Kademlia defaults fight a bounded connection set
+//! after a grace period, and, while over [`NodeConfig::max_connections`], closes connections idle
+//! for a short over-bound grace. Kademlia's traffic is watched per peer ([`crate::watch`]), so a
+//! connection carrying a lookup step is not taken for idle. Two Kademlia defaults fight a bounded connection set
 //! and are replaced: the node, not Kademlia, inserts peers into the routing table, and never into a
 //! full bucket (Kademlia would dial the bucket's oldest, nearly always disconnected, entry, and the
 //! dial's own insertion elsewhere would dial again, without end); and automatic bootstraps, which
@@ -211,6 +212,9 @@ pub struct NodeCounters {
     pub connections_pruned: AtomicU64,
     /// Most peers this node was connected to at once.
     pub peak_connected_peers: AtomicUsize,
+    /// Most peers this node was connected to at once not counting connections it was already
+    /// closing (a closing connection lingers until its task runs, which under load takes a while).
+    pub peak_kept_peers: AtomicUsize,
 }
 
 /// State shared between the task and its clients.
@@ -331,7 +335,8 @@ pub(crate) enum Command {
 pub(crate) struct Behaviour {
     /// Peers this node refuses to talk to (operator bans, emulated partitions).
     block: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
-    kad: kad::Behaviour<MergingStore>,
+    /// Watched, so that the connection manager knows which connections Kademlia is using.
+    kad: crate::watch::Watched<kad::Behaviour<MergingStore>>,
     gossip: gossipsub::Behaviour,
     fetch: request_response::cbor::Behaviour<FetchRequest, FetchResponse>,
     search: request_response::cbor::Behaviour<SearchRequest, SearchResponse>,
@@ -422,7 +427,7 @@ fn build_behaviour(key: &Keypair, config: &NodeConfig) -> Result<Behaviour, Node
     );
     Ok(Behaviour {
         block: allow_block_list::Behaviour::default(),
-        kad,
+        kad: crate::watch::Watched::new(kad),
         gossip,
         fetch,
         search,
@@ -786,6 +791,7 @@ impl EventLoop {
                 .map(|k| *k.preimage()),
         );
         let now = Instant::now();
+        let kad = &self.swarm.behaviour().kad;
         let mut idle: Vec<(Instant, PeerId)> = self
             .swarm
             .connected_peers()
@@ -794,30 +800,31 @@ impl EventLoop {
                     && !self.closing.contains(p)
                     && self.in_flight.get(p).copied().unwrap_or(0) == 0
             })
-            .map(|p| (self.last_used.get(p).copied().unwrap_or(now), *p))
+            .map(|p| {
+                // Last used: by a request of ours or theirs, or by a Kademlia message either way.
+                let used = self.last_used.get(p).copied().unwrap_or(now);
+                let used = kad.last_activity(p).map_or(used, |k| k.max(used));
+                (used, *p)
+            })
             .collect();
         // Least recently used first: those are closed first when over the bound.
         idle.sort();
-        // Over the bound, connections go before their grace is up. One this node opened likely
-        // carries a step of its own lookup, and cutting those is what makes lookups fail, so it is
-        // kept for half its grace. One a peer opened to ask something was answered within a few
-        // one-way delays; the asker re-dials if it needs more.
-        let theirs_min = (config.inbound_grace + config.frame_delay * 8).min(grace / 2);
-        // Kademlia does not say which peers a query is talking to; while queries of this node run,
-        // the connections it opened stay (within the bound), so that a put's second phase finds
-        // open the connections its lookup phase made.
+        // Over the bound, a connection goes once it has been idle for the short over-bound grace
+        // (plus eight one-way delays: a handshake, a request and its answer); a Kademlia request
+        // still waiting for its answer was sent more recently than that. Within the bound, while
+        // queries of this node run, the connections it opened stay, so that a put's second phase
+        // finds open the connections its lookup phase made.
+        let busy_min = (config.over_bound_grace + config.frame_delay * 8).min(grace);
         let querying = !self.queries.is_empty();
         for (used, peer) in idle {
             let age = now.duration_since(used);
             if age < grace && open <= bound {
                 break;
             }
-            let ours = self.ours.contains(&peer);
-            if ours && querying && open <= bound {
+            if open <= bound && querying && self.ours.contains(&peer) {
                 continue;
             }
-            let min = if ours { grace / 2 } else { theirs_min };
-            if age < grace && age < min {
+            if age < grace && age < busy_min {
                 continue;
             }
             if self.swarm.disconnect_peer_id(peer).is_ok() {
@@ -1159,6 +1166,15 @@ impl EventLoop {
                 if peers > self.shared.config.max_connections {
                     self.prune_connections();
                 }
+                let kept = self
+                    .swarm
+                    .network_info()
+                    .num_peers()
+                    .saturating_sub(self.closing.len());
+                self.shared
+                    .counters
+                    .peak_kept_peers
+                    .fetch_max(kept, Ordering::Relaxed);
                 if self.shared.is_banned(&peer_id) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
