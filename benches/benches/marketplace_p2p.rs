@@ -875,7 +875,7 @@ impl<'w> JoinBench<'w> {
     /// A fresh node joins through a random member and is done when it routes to ten peers
     /// ([`network::timed_join`]).
     fn bootstrap(&self) -> Duration {
-        let target = network::ready_peers(self.net.len());
+        let target = network::join_peers(self.net.len());
         network::timed_join(&self.world.rt, self.peer(), target)
             .unwrap_or_else(|e| fail(&e.to_string()))
     }
