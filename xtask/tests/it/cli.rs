@@ -406,6 +406,30 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
     let md = std::fs::read_to_string(ws.path().join("target/perf/otel-overhead.md")).unwrap();
     assert!(md.contains("## Worst case: sampler ratio 1.0"), "{md}");
 
+    // The same +3 % against a tiny budget in the policy fails.
+    let policy = ws.path().join("baselines/policy.toml");
+    let tiny = std::fs::read_to_string(&policy)
+        .unwrap()
+        .replace("critical_fail = 0.10", "critical_fail = 0.02")
+        .replace("critical_warn = 0.08", "critical_warn = 0.01");
+    std::fs::write(&policy, tiny).unwrap();
+    let out = xtask(
+        ws.path(),
+        &[
+            "otel-overhead",
+            "--profile",
+            "standard",
+            "--prebuilt",
+            pre.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        code(&out),
+        1,
+        "+3 % over a 2 % budget fails: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
     let ws = fake_workspace_with("otel", true, 1200.0);
     let pre = ws.path().join("prebuilt");
     let out = xtask(
