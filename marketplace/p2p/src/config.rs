@@ -51,7 +51,9 @@ pub struct NodeConfig {
     /// (see [`over_bound_grace`](Self::over_bound_grace)). gossipsub would otherwise keep every
     /// connection alive and lookups would drift into a full mesh (rust-libp2p issue 5190).
     /// Connections that carried a request or a Kademlia message within the over-bound grace are
-    /// kept, so a burst of lookups can pass the bound briefly.
+    /// kept, and so are, for half the grace, those this node opened while its own queries run, so
+    /// a burst of lookups (a stalled lookup asks all K closest at once; a put stores at K peers)
+    /// can pass the bound briefly.
     pub max_connections: usize,
     /// Closest routing-table neighbours (by XOR distance to the node's own id) kept connected.
     pub keep_neighbours: usize,

@@ -813,7 +813,7 @@ impl EventLoop {
         // (plus eight one-way delays: a handshake, a request and its answer); a Kademlia request
         // still waiting for its answer was sent more recently than that. Within the bound, while
         // queries of this node run, the connections it opened stay, so that a put's second phase
-        // finds open the connections its lookup phase made.
+        // finds open the connections its lookup phase made; over it, they stay half the grace.
         let busy_min = (config.over_bound_grace + config.frame_delay * 8).min(grace);
         let querying = !self.queries.is_empty();
         for (used, peer) in idle {
@@ -824,7 +824,16 @@ impl EventLoop {
             if open <= bound && querying && self.ours.contains(&peer) {
                 continue;
             }
-            if age < grace && age < busy_min {
+            // Between a put's lookup and its store requests, the connections the lookup opened sit
+            // idle for as long as the rest of the lookup takes; closing them then makes the store
+            // race the close. So while this node's queries run, its own connections keep half the
+            // grace even over the bound.
+            let min = if querying && self.ours.contains(&peer) {
+                grace / 2
+            } else {
+                busy_min
+            };
+            if age < grace && age < min {
                 continue;
             }
             if self.swarm.disconnect_peer_id(peer).is_ok() {
