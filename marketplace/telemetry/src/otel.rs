@@ -127,7 +127,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
-        if *meta.level() > self.level {
+        if !self.admits(meta) {
             return false;
         }
         // `current_span` is the registry's current span whatever the filters said; `cx.span` sees
@@ -158,7 +158,7 @@ where
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        if *meta.level() > self.level {
+        if !self.admits(meta) {
             Interest::never()
         } else {
             // The answer depends on the trace, so it is asked at every span. This also keeps every
@@ -182,6 +182,27 @@ where
         // Called only for spans this filter enabled, right before the OpenTelemetry layer's own
         // `on_new_span` (which calls `SampledTracer::span_builder`).
         PENDING.set(DECIDED.take());
+    }
+}
+
+impl SamplingFilter {
+    /// Whether a callsite may reach the OpenTelemetry layer at all: the marketplace's own spans
+    /// and events up to the configured level; from other crates, spans at `info` and above and
+    /// events at `warn` and above. libp2p, yamux and hyper have debug spans per connection and
+    /// trace events on every frame; admitting them made every such callsite ask this filter at
+    /// run time (thousands of times per DHT lookup), exported a root trace per connection, and
+    /// filled sampled spans with span events. Deciding per callsite makes them free again.
+    fn admits(&self, meta: &Metadata<'_>) -> bool {
+        let level = *meta.level();
+        if level > self.level {
+            return false;
+        }
+        let foreign_bar = if meta.is_event() {
+            tracing::Level::WARN
+        } else {
+            tracing::Level::INFO
+        };
+        level <= foreign_bar || meta.target().starts_with("market")
     }
 }
 

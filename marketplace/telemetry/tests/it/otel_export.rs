@@ -296,3 +296,16 @@ fn flush_exports_while_the_guard_lives() {
     );
     guard.shutdown().unwrap();
 }
+
+#[test]
+fn dependencies_reach_the_exporter_only_at_info_and_above() {
+    let stats = export(1.0, || {
+        tracing::span!(target: "libp2p_swarm", tracing::Level::DEBUG, "connection").in_scope(|| {});
+        tracing::span!(target: "hyper", tracing::Level::INFO, "request").in_scope(|| {});
+        tracing::span!(target: "market_p2p::node", tracing::Level::DEBUG, "dht_store")
+            .in_scope(|| {});
+    });
+    assert_eq!(stats.spans_named("connection").count(), 0, "{stats:#?}");
+    assert_eq!(stats.spans_named("request").count(), 1, "{stats:#?}");
+    assert_eq!(stats.spans_named("dht_store").count(), 1, "{stats:#?}");
+}
