@@ -668,6 +668,12 @@ enum Query {
         found: Vec<PeerId>,
         reply: Option<oneshot::Sender<(Vec<PeerId>, QueryFigures)>>,
     },
+    /// A lookup of a provider's own id, for its addresses, before a fetch from it.
+    Locate {
+        peer: PeerId,
+        id: ContentId,
+        reply: oneshot::Sender<Result<FetchResponse, RequestError>>,
+    },
 }
 
 struct EventLoop {
@@ -919,6 +925,45 @@ impl EventLoop {
         }
     }
 
+    /// Whether `peer` is in the routing table (so Kademlia can hand its addresses to a dial).
+    fn routed(&mut self, peer: &PeerId) -> bool {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbucket(*peer)
+            .is_some_and(|b| b.iter().any(|e| e.node.key.preimage() == peer))
+    }
+
+    /// Sends a fetch to a provider once a lookup of its id has found its addresses.
+    fn locate_done(
+        &mut self,
+        peer: PeerId,
+        id: ContentId,
+        reply: oneshot::Sender<Result<FetchResponse, RequestError>>,
+        found: Result<kad::GetClosestPeersOk, kad::GetClosestPeersError>,
+    ) {
+        let peers = match found {
+            Ok(ok) => ok.peers,
+            Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+        };
+        let addrs = peers
+            .into_iter()
+            .find(|p| p.peer_id == peer)
+            .map(|p| p.addrs)
+            .unwrap_or_default();
+        if addrs.is_empty() && !self.swarm.is_connected(&peer) {
+            let _ = reply.send(Err(RequestError::Dial));
+            return;
+        }
+        let rid = self
+            .swarm
+            .behaviour_mut()
+            .fetch
+            .send_request_with_addresses(&peer, FetchRequest { id }, addrs);
+        self.fetches.insert(rid, reply);
+        self.request_started(peer);
+    }
+
     /// Ends the automatic bootstraps Kademlia starts by itself (whenever a peer enters a routing
     /// table with fewer than K entries), when the configuration turns them off: each is a lookup
     /// of the node's own id and one per bucket, dozens of dials, and in a network that joins all
@@ -1065,9 +1110,22 @@ impl EventLoop {
                 let _ = reply.send(outcome);
             }
             Command::Fetch { peer, id, reply } => {
-                let rid = b.fetch.send_request(&peer, FetchRequest { id });
-                self.fetches.insert(rid, reply);
-                self.request_started(peer);
+                if self.swarm.is_connected(&peer) || self.routed(&peer) {
+                    let rid = self
+                        .swarm
+                        .behaviour_mut()
+                        .fetch
+                        .send_request(&peer, FetchRequest { id });
+                    self.fetches.insert(rid, reply);
+                    self.request_started(peer);
+                } else {
+                    // A provider found by a providers lookup comes without an address (Kademlia
+                    // keeps providers' addresses only while that lookup runs), and one that is
+                    // neither connected nor in the routing table could not be dialed: look it up
+                    // first; the lookup returns its addresses.
+                    let q = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+                    self.queries.insert(q, Query::Locate { peer, id, reply });
+                }
             }
             Command::Search {
                 peer,
@@ -1388,6 +1446,14 @@ impl EventLoop {
         let Some(mut query) = self.queries.remove(&id) else {
             return;
         };
+        if let Query::Locate { .. } = query {
+            if let (Query::Locate { peer, id, reply }, QueryResult::GetClosestPeers(r)) =
+                (query, result)
+            {
+                self.locate_done(peer, id, reply, r);
+            }
+            return;
+        }
         match (&mut query, result) {
             (Query::Bootstrap(reply), QueryResult::Bootstrap(r)) => {
                 if last || r.is_err() {
