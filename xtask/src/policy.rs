@@ -158,6 +158,10 @@ pub struct Profile {
     pub side_data: Option<Vec<String>>,
     /// Whether statistics gate this profile (quick does not: it is a smoke test).
     pub gated: bool,
+    /// Re-measuring noisy benches starts no new round after this many minutes of measuring, so
+    /// the run keeps its time budget; benches still noisy then are reported as noisy.
+    #[serde(default)]
+    pub remeasure_until_minutes: Option<f64>,
     /// A bench process still running after this long is killed and the run fails (exit 2).
     #[serde(default = "default_process_timeout")]
     pub process_timeout_minutes: f64,
@@ -289,6 +293,14 @@ impl Policy {
             let key = format!("profiles.{name}");
             if p.process_timeout_minutes.is_nan() || p.process_timeout_minutes <= 0.0 {
                 return Err(self.bad(format!("{key}.process_timeout_minutes"), "must be positive"));
+            }
+            if p.remeasure_until_minutes
+                .is_some_and(|m| m.is_nan() || m < 0.0)
+            {
+                return Err(self.bad(
+                    format!("{key}.remeasure_until_minutes"),
+                    "must be zero or more",
+                ));
             }
             if p.replicates == 0 || p.max_replicates < p.replicates {
                 return Err(self.bad(

@@ -1044,6 +1044,17 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         if noisy.is_empty() {
             break;
         }
+        let minutes = runner.started.elapsed().as_secs_f64() / 60.0;
+        if let Some(until) = profile.remeasure_until_minutes
+            && minutes >= until
+        {
+            eprintln!(
+                "{} benches stay noisy: re-measuring starts no new round after {until} minutes \
+                 (profile `{profile_name}`), and {minutes:.1} have passed",
+                noisy.len()
+            );
+            break;
+        }
         eprintln!(
             "re-measuring {} noisy benches: replicate {} of at most {max_replicates}",
             noisy.len(),
