@@ -18,7 +18,7 @@ verbs:
                                  measure both variants (OTEL off and on), check, report
   ci [--base-ref REF] [--profile P] [--filter REGEX] [--sample-ratio R] [--prebuilt DIR]
                                  the PR gate: bench-all --base-ref REF (profile pr), then otel-overhead
-  otel-overhead [--profile P] [--filter REGEX] [--sample-ratio R] [--max-blocks N] [--worst-case]
+  otel-overhead [--profile P] [--filter REGEX] [--sample-ratio R] [--max-minutes M] [--max-blocks N] [--worst-case]
                 [--prebuilt DIR]
                                  critical paths, OTEL off vs on, ABBA blocks until the CI is tight
   compare OLD NEW [--strict-env] judge two saved runs (names or paths)
@@ -188,6 +188,7 @@ fn run(args: Args) -> Result<Outcome> {
                     filter: args.get("filter"),
                     sample_ratio,
                     max_blocks: None,
+                    max_minutes: None,
                     worst_case: args.flags.contains_key("worst-case"),
                     prebuilt,
                 },
@@ -204,6 +205,7 @@ fn run(args: Args) -> Result<Outcome> {
                 "filter",
                 "sample-ratio",
                 "max-blocks",
+                "max-minutes",
                 "worst-case",
                 "prebuilt",
             ])?;
@@ -212,6 +214,7 @@ fn run(args: Args) -> Result<Outcome> {
                 filter: args.get("filter"),
                 sample_ratio: ratio(&args)?,
                 max_blocks: args.number("max-blocks")?,
+                max_minutes: args.number("max-minutes")?,
                 worst_case: args.flags.contains_key("worst-case"),
                 prebuilt: args.get("prebuilt").map(PathBuf::from),
             };

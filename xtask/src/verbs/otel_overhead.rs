@@ -66,6 +66,8 @@ pub struct Options {
     pub filter: Option<String>,
     pub sample_ratio: Option<f64>,
     pub max_blocks: Option<usize>,
+    /// The time cap in minutes; the policy's `overhead.time_cap_minutes` when absent.
+    pub max_minutes: Option<f64>,
     /// Also measure at sampler ratio 1.0 (every span sampled), reported beside the budgets.
     pub worst_case: bool,
     pub prebuilt: Option<PathBuf>,
@@ -107,7 +109,15 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     run.commands
         .push("ABBA blocks: plain, otel, otel, plain".to_owned());
     let _ = std::fs::remove_dir_all(layout.criterion_root(REF));
-    let cap = Duration::from_secs_f64(policy.overhead.time_cap_minutes * 60.0);
+    let minutes = opts.max_minutes.unwrap_or(policy.overhead.time_cap_minutes);
+    if !(minutes.is_finite() && minutes > 0.0) {
+        return Err(Error::input(
+            "flag --max-minutes",
+            format!("{minutes} is not a positive number of minutes"),
+            "give the time cap in minutes, for example --max-minutes 30",
+        ));
+    }
+    let cap = Duration::from_secs_f64(minutes * 60.0);
     let max_blocks = opts.max_blocks.unwrap_or(usize::MAX).max(2);
     let mut runner = Runner {
         layout,
