@@ -16,6 +16,8 @@
 //!   `CRITERION_HOME` and `MARKET_PERF_OUT` both set to a fresh directory of that process;
 //!   the otel variant also gets `OTEL_EXPORTER_OTLP_ENDPOINT` (the xtask's own `otlp-receiver`
 //!   process), `OTEL_BSP_SCHEDULE_DELAY=200` and `MARKET_OTEL_SAMPLE_RATIO`.
+//! - `TMPDIR` is a fresh directory of that process under the scratch root (see [`Scratch`]),
+//!   removed when the process ends.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead as _;
@@ -547,8 +549,66 @@ pub(crate) enum SidePasses<'a> {
     Off,
 }
 
+/// Where bench processes keep their temporary files. On Linux that is tmpfs (`/dev/shm`) unless
+/// `MARKET_BENCH_TMPDIR` names another directory (empty: the system's default). The install,
+/// publish and cache benches write through `fsync`; on the shared virtual disks of CI runners
+/// one `fsync` takes anywhere from microseconds to tens of milliseconds, which moved
+/// `p2p_cli_commands/install` by 26 % (log sd) from process to process against 2 % within one.
+/// That spread is the disk's, not the code's, and it hid every change smaller than itself. The
+/// run file's commands record the choice.
+pub(crate) struct Scratch {
+    root: Option<PathBuf>,
+}
+
+impl Scratch {
+    pub(crate) fn choose() -> Scratch {
+        let parent = match std::env::var_os("MARKET_BENCH_TMPDIR") {
+            Some(dir) if dir.is_empty() => None,
+            Some(dir) => Some(PathBuf::from(dir)),
+            None => Some(PathBuf::from("/dev/shm")).filter(|d| d.is_dir()),
+        };
+        let root = parent.and_then(|p| {
+            let root = p.join(format!("market-bench-{}", std::process::id()));
+            // Unwritable (a container without /dev/shm access): the system default instead.
+            std::fs::create_dir_all(&root).ok().map(|()| root)
+        });
+        Scratch { root }
+    }
+
+    /// What the run file's commands say about it.
+    pub(crate) fn describe(&self) -> String {
+        match &self.root {
+            Some(root) => format!("TMPDIR={}/<process>", root.display()),
+            None => "TMPDIR unchanged (the system default)".to_owned(),
+        }
+    }
+
+    /// A fresh directory for one process, or None for the system default.
+    fn process_dir(&self, n: usize) -> Result<Option<PathBuf>> {
+        let Some(root) = &self.root else {
+            return Ok(None);
+        };
+        let dir = root.join(n.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Some(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(root) = &self.root {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+}
+
 pub(crate) struct Runner<'a> {
     pub(crate) layout: &'a Layout,
+    pub(crate) scratch: &'a Scratch,
     pub(crate) side: SidePasses<'a>,
     /// The folder under target/perf/criterion/ (`head` for bench-all).
     pub(crate) git_ref: &'static str,
@@ -601,6 +661,10 @@ impl Runner<'_> {
         c.env("CRITERION_HOME", &dir)
             .env("MARKET_PERF_OUT", &dir)
             .stdin(Stdio::null());
+        let tmp = self.scratch.process_dir(self.done)?;
+        if let Some(tmp) = &tmp {
+            c.env("TMPDIR", tmp);
+        }
         match self.side {
             SidePasses::Profile(policy) if self.profile.side_data.is_some() => {
                 let wanted: Vec<&str> = ids
@@ -641,7 +705,13 @@ impl Runner<'_> {
                 exe.variant
             )
         };
-        let status = run_with_timeout(c, self.profile.process_timeout_minutes, &what)?;
+        let status = run_with_timeout(c, self.profile.process_timeout_minutes, &what);
+        // Whatever the process left behind (it may have been killed) goes now, not at the end:
+        // a thorough run's catalogues would otherwise pile up in memory-backed tmpfs.
+        if let Some(tmp) = &tmp {
+            let _ = std::fs::remove_dir_all(tmp);
+        }
+        let status = status?;
         let output = std::fs::read_to_string(&log).unwrap_or_default();
         if !status.success() {
             return Err(Error::Command {
@@ -968,6 +1038,8 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         opts.against.clone(),
     );
     let name = run.name.clone();
+    let scratch = Scratch::choose();
+    run.commands.push(scratch.describe());
 
     // A/B: the base ref's plain benches, measured interleaved with the head's.
     let mut ab = match &opts.base_ref {
@@ -983,6 +1055,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
                 None,
             );
             base_run.name = format!("{name}-base");
+            base_run.commands.push(scratch.describe());
             base_run.git = base_git;
             base_run.variants.remove(OTEL);
             run.against = Some(base_run.name.clone());
@@ -995,6 +1068,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     let _ = std::fs::remove_dir_all(layout.criterion_root(HEAD_REF));
     let mut runner = Runner {
         layout,
+        scratch: &scratch,
         side: SidePasses::Profile(&policy),
         git_ref: HEAD_REF,
         profile: &profile,

@@ -108,6 +108,8 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     );
     run.commands
         .push("ABBA blocks: plain, otel, otel, plain".to_owned());
+    let scratch = bench_all::Scratch::choose();
+    run.commands.push(scratch.describe());
     let _ = std::fs::remove_dir_all(layout.criterion_root(REF));
     let minutes = opts.max_minutes.unwrap_or(policy.overhead.time_cap_minutes);
     if !(minutes.is_finite() && minutes > 0.0) {
@@ -121,6 +123,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     let max_blocks = opts.max_blocks.unwrap_or(usize::MAX).max(2);
     let mut runner = Runner {
         layout,
+        scratch: &scratch,
         side: SidePasses::Off,
         git_ref: REF,
         profile: &profile,
@@ -143,6 +146,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             None,
         );
         worst_run.name = format!("{}-ratio1", run.name);
+        worst_run.commands.push(scratch.describe());
         runner.sample_ratio = 1.0;
         runner.git_ref = WORST_REF;
         runner.started = Instant::now();

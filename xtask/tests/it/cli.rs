@@ -8,7 +8,12 @@ use std::process::{Command, Output};
 use crate::fixtures::{self, add, empty_run};
 
 fn xtask(ws: &Path, args: &[&str]) -> Output {
+    xtask_with_env(ws, args, &[])
+}
+
+fn xtask_with_env(ws: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .envs(env.iter().copied())
         .args(args)
         .arg("--workspace")
         .arg(ws)
@@ -77,7 +82,9 @@ fn fake_bench(path: &Path, reported: &str, ids: &[&str], ns: f64, write: bool) {
     let ids = ids.join(" ");
     let body = if write {
         format!(
-            r#"for id in {ids}; do
+            r#"echo "$TMPDIR" > "$CRITERION_HOME/tmpdir.txt"
+if [ -n "$TMPDIR" ]; then touch "$TMPDIR/left-behind"; fi
+for id in {ids}; do
   echo "$id" | grep -Eq "$(echo "$filter" | sed 's/(?:/(/')" || continue
   d="$CRITERION_HOME/$id/new"; mkdir -p "$d"
   printf '{{"group_id":"%s","function_id":"%s","value_str":null,"throughput":null,"full_id":"%s"}}' "${{id%%/*}}" "${{id#*/}}" "$id" > "$d/benchmark.json"
@@ -189,6 +196,48 @@ fn bench_all_measures_both_variants_interleaved_and_reports() {
     let same = xtask(ws.path(), &["compare", "main", "latest"]);
     assert_eq!(code(&same), 0, "{}", String::from_utf8_lossy(&same.stdout));
     assert_eq!(code(&xtask(ws.path(), &["report"])), 0);
+}
+
+#[test]
+fn every_bench_process_gets_its_own_scratch_tmpdir_removed_when_it_ends() {
+    let ws = fake_workspace("otel", true);
+    let scratch = ws.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let pre = ws.path().join("prebuilt");
+    let out = xtask_with_env(
+        ws.path(),
+        &["bench-all", "--prebuilt", pre.to_str().unwrap()],
+        &[("MARKET_BENCH_TMPDIR", &scratch)],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mut seen = std::collections::BTreeSet::new();
+    for v in ["plain", "otel"] {
+        for r in ["0", "1"] {
+            let dir = ws
+                .path()
+                .join(format!("target/perf/criterion/head/{v}/{r}/fake_bench"));
+            let tmp = std::fs::read_to_string(dir.join("tmpdir.txt")).unwrap();
+            let tmp = Path::new(tmp.trim());
+            assert!(
+                tmp.starts_with(&scratch),
+                "{v}/{r}: TMPDIR {}",
+                tmp.display()
+            );
+            seen.insert(tmp.to_owned());
+        }
+    }
+    assert_eq!(seen.len(), 4, "one directory per process: {seen:?}");
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "what the processes left behind is removed"
+    );
+    let run = xtask::run::RunFile::load(&ws.path().join("target/perf/runs/latest.json")).unwrap();
+    assert!(
+        run.commands.iter().any(|c| c.starts_with("TMPDIR=")),
+        "{:?}",
+        run.commands
+    );
 }
 
 #[test]
