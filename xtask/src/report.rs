@@ -20,6 +20,8 @@ pub struct Provenance {
     pub commands: Vec<String>,
     pub created: String,
     pub commit: String,
+    /// The compared run's commit: with `--base-ref` the report names both sides.
+    pub base_commit: Option<String>,
     pub environment: crate::run::Environment,
     pub base_environment: Option<crate::run::Environment>,
     pub replicates: Vec<(String, usize)>,
@@ -53,11 +55,8 @@ impl Provenance {
             base_file: base.as_ref().map(|b| b.1.clone()),
             commands: head.commands.clone(),
             created: head.created.clone(),
-            commit: format!(
-                "{}{}",
-                head.git.commit.as_deref().unwrap_or("unknown"),
-                if head.git.dirty { " (dirty)" } else { "" }
-            ),
+            commit: commit_of(head),
+            base_commit: base.as_ref().map(|b| commit_of(b.0)),
             environment: head.environment.clone(),
             base_environment: base.map(|b| b.0.environment.clone()),
             replicates: head
@@ -76,6 +75,14 @@ impl Provenance {
             html_reports: html,
         }
     }
+}
+
+fn commit_of(run: &RunFile) -> String {
+    format!(
+        "{}{}",
+        run.git.commit.as_deref().unwrap_or("unknown"),
+        if run.git.dirty { " (dirty)" } else { "" }
+    )
 }
 
 pub fn pct(x: f64) -> String {
@@ -280,8 +287,14 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
     writeln!(out, "# Performance validation report\n").ok();
     writeln!(
         out,
-        "Run `{}` · profile `{}` · commit `{}` · {}\n",
-        j.run, j.profile, p.commit, p.created
+        "Run `{}` · profile `{}` · commit `{}`{} · {}\n",
+        j.run,
+        j.profile,
+        p.commit,
+        p.base_commit
+            .as_ref()
+            .map_or(String::new(), |b| format!(" against commit `{b}`")),
+        p.created
     )
     .ok();
     out.push_str("## Summary\n\n");
@@ -519,7 +532,10 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
     out.push_str("## Provenance\n\n");
     writeln!(out, "- run file: `{}`", p.run_file).ok();
     if let Some(b) = &p.base_file {
-        writeln!(out, "- compared with: `{b}`").ok();
+        match &p.base_commit {
+            Some(c) => writeln!(out, "- compared with: `{b}`; commit `{c}`").ok(),
+            None => writeln!(out, "- compared with: `{b}`").ok(),
+        };
     }
     writeln!(out, "- created: {}; commit `{}`", p.created, p.commit).ok();
     let e = &p.environment;

@@ -863,13 +863,24 @@ fn prepare_base(
     head_selected: &BTreeSet<String>,
 ) -> Result<(Plan, Git)> {
     let (exes, git) = match prebuilt_dir {
-        Some(dir) => (
-            prebuilt(&dir.join(BASE_REF), PLAIN)?,
-            Git {
-                commit: None,
-                dirty: false,
-            },
-        ),
+        Some(dir) => {
+            // Built elsewhere from `git_ref`: the commit is still the ref's, when git knows it.
+            let commit = shell(layout).ok().and_then(|sh| {
+                let spec = format!("{git_ref}^{{commit}}");
+                cmd!(sh, "git rev-parse --verify --quiet {spec}")
+                    .quiet()
+                    .ignore_stderr()
+                    .read()
+                    .ok()
+            });
+            (
+                prebuilt(&dir.join(BASE_REF), PLAIN)?,
+                Git {
+                    commit,
+                    dirty: false,
+                },
+            )
+        }
         None => {
             let sh = shell(layout)?;
             let tree = layout.perf().join("worktree").join(BASE_REF);

@@ -503,6 +503,23 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
 fn ci_measures_the_base_ref_interleaved_and_gates_on_it() {
     for (base_ns, want) in [(1000.0, 0), (700.0, 1)] {
         let ws = fake_workspace("otel", true);
+        // History: `main` one commit behind the checked-out branch.
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .current_dir(ws.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&["commit", "-q", "--allow-empty", "-m", "base"]);
+        let base_commit = git(&["rev-parse", "HEAD"]);
+        git(&["checkout", "-q", "-b", "feature"]);
+        git(&["commit", "-q", "--allow-empty", "-m", "head"]);
+        let head_commit = git(&["rev-parse", "HEAD"]);
         let pre = ws.path().join("prebuilt");
         std::fs::create_dir_all(pre.join("base/plain")).unwrap();
         fake_bench(
@@ -547,6 +564,14 @@ fn ci_measures_the_base_ref_interleaved_and_gates_on_it() {
         )
         .unwrap();
         assert_eq!(base.estimates("fake/op", "plain").len(), 2);
+        let md = std::fs::read_to_string(ws.path().join("target/perf/report.md")).unwrap();
+        assert!(
+            md.contains(&format!(
+                "commit `{head_commit}` against commit `{base_commit}`"
+            )),
+            "the report names both commits: {}",
+            md.lines().take(4).collect::<Vec<_>>().join("\n")
+        );
         assert!(
             ws.path().join("target/perf/otel-overhead.md").is_file(),
             "ci also runs the overhead instrument"

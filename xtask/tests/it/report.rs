@@ -12,6 +12,8 @@ use crate::fixtures::{self, add, empty_run, side};
 fn fixture() -> (Judgement, Provenance) {
     let policy = Policy::load(&fixtures::committed_policy()).unwrap();
     let (mut base, mut head) = (empty_run("main", "standard"), empty_run("head", "standard"));
+    // The two sides of a comparison are two commits, and the report names both.
+    base.git.commit = Some("fedcba9876543210fedcba9876543210fedcba98".to_owned());
     add(
         &mut base,
         "search_basic",
