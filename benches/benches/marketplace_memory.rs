@@ -122,7 +122,7 @@ impl Measured<'_> {
         let contact = net
             .node(self.rng.borrow_mut().gen_range(0..net.len()))
             .dial_addr();
-        network::timed_join(self.rt, contact, network::join_peers(net.len()))
+        network::timed_join(self.rt, net, contact, network::join_peers(net.len()))
             .unwrap_or_else(|e| fail(&e.to_string()))
     }
 

@@ -876,7 +876,7 @@ impl<'w> JoinBench<'w> {
     /// ([`network::timed_join`]).
     fn bootstrap(&self) -> Duration {
         let target = network::join_peers(self.net.len());
-        network::timed_join(&self.world.rt, self.peer(), target)
+        network::timed_join(&self.world.rt, &self.net.tn, self.peer(), target)
             .unwrap_or_else(|e| fail(&e.to_string()))
     }
 
@@ -893,7 +893,7 @@ impl<'w> JoinBench<'w> {
                 .unwrap_or_else(|e| fail(&format!("dialing a member: {e}")));
             t.elapsed()
         });
-        self.world.rt.block_on(node.shutdown());
+        network::depart(&self.world.rt, &self.net.tn, node);
         elapsed
     }
 
@@ -924,7 +924,7 @@ impl<'w> JoinBench<'w> {
                 )),
             }
         });
-        self.world.rt.block_on(node.shutdown());
+        network::depart(&self.world.rt, &self.net.tn, node);
         elapsed
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use market_p2p::testnet::{TestnetConfig, Topology};
+use market_p2p::testnet::{Testnet, TestnetConfig, Topology};
 use market_p2p::{MemoryArchives, Multiaddr, Node, NodeConfig, NodeError};
 use tokio::runtime::Runtime;
 use tokio::sync::broadcast::error::RecvError;
@@ -64,10 +64,8 @@ pub fn ready_peers(n: usize) -> usize {
 }
 
 /// The routing-table size that ends a timed join into an `n`-node network: [`JOIN_PEERS`], or half
-/// the network when that is smaller. A bench joins hundreds of nodes in seconds and tears each
-/// down, so the members of a small network soon know far more departed peers than live ones and
-/// hand those to every joiner (no real network of ten sees that churn); a joiner then meets half
-/// of the members quickly, but not reliably all of them.
+/// the network when that is smaller (a joiner of a small network meets half of the members
+/// quickly, but not reliably all of them).
 pub fn join_peers(n: usize) -> usize {
     JOIN_PEERS.min(n / 2).max(1)
 }
@@ -109,7 +107,12 @@ impl std::fmt::Display for JoinError {
 /// its routing table holds `target` peers: from then on it can look records up and be found. The
 /// rest of the bootstrap (refreshing its far buckets) goes on in the background, as in a daemon.
 /// Spawning the node and tearing it down are not timed.
-pub fn timed_join(rt: &Runtime, contact: Multiaddr, target: usize) -> Result<Duration, JoinError> {
+pub fn timed_join(
+    rt: &Runtime,
+    net: &Testnet,
+    contact: Multiaddr,
+    target: usize,
+) -> Result<Duration, JoinError> {
     let node = fresh_node(rt).map_err(JoinError::Spawn)?;
     let client = node.client();
     let timed = rt.block_on(async {
@@ -148,6 +151,23 @@ pub fn timed_join(rt: &Runtime, contact: Multiaddr, target: usize) -> Result<Dur
             }
         }
     });
-    rt.block_on(node.shutdown());
+    depart(rt, net, node);
     timed
+}
+
+/// Tears a node that joined `net` down and has every member forget it, untimed. A bench joins
+/// hundreds of nodes a second; left alone, the members' routing tables fill with departed peers
+/// (Kademlia evicts one only after a failed dial), every lookup is handed more of them, and the
+/// network drifts as the bench runs: in a thorough run's seven-second windows a joiner of the
+/// 10-node network met only four live members in ten seconds. Forgetting at once is what a real
+/// network of that size reaches between two departures.
+pub fn depart(rt: &Runtime, net: &Testnet, node: Node) {
+    let peer = node.peer_id();
+    rt.block_on(async {
+        node.shutdown().await;
+        for member in net.clients() {
+            // A member that has stopped has nothing to forget.
+            let _ = member.forget(peer).await;
+        }
+    });
 }

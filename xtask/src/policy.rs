@@ -47,7 +47,19 @@ pub struct OverheadBudget {
     pub ci_half_width: f64,
     /// ... or when this much time has passed ("inconclusive").
     pub time_cap_minutes: f64,
+    /// `cargo xtask ci` measures for at most about this long, builds excluded: the overhead
+    /// instrument gets what the A/B run left, and at least [`CI_MIN_OVERHEAD_MINUTES`].
+    #[serde(default = "default_ci_budget")]
+    pub ci_budget_minutes: f64,
     pub critical_paths: Vec<String>,
+}
+
+/// The least time `ci` gives the overhead instrument: two ABBA blocks of the critical paths, the
+/// fewest a t-interval needs.
+pub const CI_MIN_OVERHEAD_MINUTES: f64 = 2.0;
+
+fn default_ci_budget() -> f64 {
+    20.0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,8 +275,13 @@ impl Policy {
                 "each warn line or target must be below its fail line",
             ));
         }
-        if o.time_cap_minutes.is_nan() || o.time_cap_minutes <= 0.0 {
-            return Err(self.bad("overhead.time_cap_minutes", "must be positive"));
+        for (k, v) in [
+            ("overhead.time_cap_minutes", o.time_cap_minutes),
+            ("overhead.ci_budget_minutes", o.ci_budget_minutes),
+        ] {
+            if v.is_nan() || v <= 0.0 {
+                return Err(self.bad(k, "must be positive"));
+            }
         }
         for (i, s) in self.slas.iter().enumerate() {
             let key = format!("sla[{i}] ({})", s.name);

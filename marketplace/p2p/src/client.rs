@@ -374,6 +374,14 @@ impl Client {
         })
     }
 
+    /// Closes any connection to `peer` and removes it from the routing table, for a peer known to
+    /// have left the network. Kademlia would evict it only after a failed dial, and until then it
+    /// hands the departed peer to every lookup that passes; benches that join and tear down
+    /// hundreds of nodes a second call this so that every join meets the same network.
+    pub async fn forget(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.ask(|reply| Command::Forget { peer, reply }).await
+    }
+
     /// Publishes `bytes` on the announcement topic without any local check. Meant for tools that
     /// relay announcements and for tests that must prove the network refuses bad ones.
     pub async fn announce_unchecked(&self, bytes: Vec<u8>) -> Result<AnnounceOutcome, NodeError> {

@@ -321,6 +321,10 @@ pub(crate) enum Command {
     Disconnect {
         peer: PeerId,
     },
+    Forget {
+        peer: PeerId,
+        reply: oneshot::Sender<()>,
+    },
     Block {
         peer: PeerId,
         blocked: bool,
@@ -1152,6 +1156,11 @@ impl EventLoop {
                 let _ = reply.send(b.kad.store_mut().get(&key).is_some());
             }
             Command::Disconnect { peer } => self.disconnect(peer),
+            Command::Forget { peer, reply } => {
+                self.disconnect(peer);
+                self.dropped.remove(&peer);
+                let _ = reply.send(());
+            }
             Command::Block { peer, blocked } => {
                 // Blocking closes the peer's connections and refuses new ones both ways.
                 if blocked {

@@ -580,6 +580,43 @@ fn ci_measures_the_base_ref_interleaved_and_gates_on_it() {
 }
 
 #[test]
+fn ci_gives_the_overhead_instrument_what_the_ab_run_left_of_its_budget() {
+    let ws = fake_workspace("otel", true);
+    let policy = SMALL_POLICY.replace(
+        "time_cap_minutes = 1",
+        "time_cap_minutes = 1\nci_budget_minutes = 0.0001",
+    );
+    std::fs::write(ws.path().join("baselines/policy.toml"), policy).unwrap();
+    let pre = ws.path().join("prebuilt");
+    std::fs::create_dir_all(pre.join("base/plain")).unwrap();
+    fake_bench(
+        &pre.join("base/plain/fake_bench"),
+        "plain",
+        &["fake/op", "fake/other"],
+        1000.0,
+        true,
+    );
+    let out = xtask(
+        ws.path(),
+        &[
+            "ci",
+            "--base-ref",
+            "main",
+            "--profile",
+            "standard",
+            "--prebuilt",
+            pre.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the overhead instrument gets its minimum of 2 minutes"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_hung_bench_process_is_killed_after_the_profile_timeout() {
     let ws = fake_workspace("otel", true);
     let policy = SMALL_POLICY.replace(
