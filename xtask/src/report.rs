@@ -850,6 +850,14 @@ pub fn overhead_markdown(
         )
         .ok();
     }
+    if let Some(s) = p.measurement_seconds {
+        writeln!(
+            out,
+            "\nMeasured in {:.1} minutes (build excluded).",
+            s / 60.0
+        )
+        .ok();
+    }
     writeln!(
         out,
         "\nRun file `{}`, commit `{}`, {} ({} cores), {}.",

@@ -49,10 +49,12 @@ fn blocks(
             critical - wide.len(),
             target * 100.0
         );
-        if (blocks >= 2 && wide.is_empty())
-            || runner.started.elapsed() >= cap
-            || blocks >= max_blocks
-        {
+        // No block starts that would end after the cap (at the pace so far): `ci` hands this
+        // instrument what is left of its budget, and a block is a minute or more. Two blocks
+        // always run: a t-interval needs them.
+        let elapsed = runner.started.elapsed();
+        let next_ends = elapsed + elapsed / blocks as u32;
+        if blocks >= 2 && (wide.is_empty() || next_ends > cap || blocks >= max_blocks) {
             return Ok((check, wide));
         }
         runner.total = runner.done + plan.processes(None) * 4;
@@ -135,6 +137,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     };
     let target = policy.overhead.ci_half_width;
     let (check, inconclusive) = blocks(&mut runner, &plan, &mut run, &policy, cap, max_blocks)?;
+    run.measurement_seconds = Some(runner.started.elapsed().as_secs_f64());
     // The worst case: every span sampled. Information beside the budgeted figures.
     let worst = if opts.worst_case && sample_ratio < 1.0 {
         let mut worst_run = bench_all::new_run(
