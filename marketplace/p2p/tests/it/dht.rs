@@ -215,3 +215,28 @@ async fn lookups_work_over_emulated_wide_area_links() {
     assert!(found.stats.requests >= 1);
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departed_peer_stays_routed_until_it_is_forgotten() {
+    let net = net(4).await;
+    let member = net.client(0);
+    let mut events = member.subscribe();
+    let before = member.info().await.unwrap().routing_peers;
+    let visitor = Node::spawn_memory(NodeConfig::in_process(), Arc::new(MemoryArchives::new()))
+        .await
+        .unwrap();
+    let gone = visitor.peer_id();
+    visitor.client().dial(member.dial_addr()).await.unwrap();
+    next_matching(&mut events, "the member routing to the visitor", |e| {
+        matches!(e, NetEvent::RoutingUpdated { peer } if *peer == gone).then_some(())
+    })
+    .await;
+    assert_eq!(member.info().await.unwrap().routing_peers, before + 1);
+    visitor.shutdown().await;
+    // The other side ending a connection is no reason to drop an entry: with bounded connections
+    // most routed peers are not connected.
+    assert_eq!(member.info().await.unwrap().routing_peers, before + 1);
+    member.forget(gone).await.unwrap();
+    assert_eq!(member.info().await.unwrap().routing_peers, before);
+    net.shutdown().await;
+}
