@@ -433,7 +433,10 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
     );
     let md = std::fs::read_to_string(ws.path().join("target/perf/otel-overhead.md")).unwrap();
     assert!(md.contains("| `fake/op` | +3.0 %"), "{md}");
-    assert!(md.contains("Measured in "), "the report says how long: {md}");
+    assert!(
+        md.contains("Measured in "),
+        "the report says how long: {md}"
+    );
 
     // The worst case (every span sampled) is measured after, and reported beside the budgets.
     let out = xtask(
