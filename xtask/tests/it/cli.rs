@@ -253,6 +253,36 @@ fn a_bench_built_as_the_wrong_variant_is_refused() {
 }
 
 #[test]
+fn an_off_executable_that_carries_opentelemetry_is_refused_by_the_overhead_instrument() {
+    let ws = fake_workspace("otel", true);
+    let pre = ws.path().join("prebuilt");
+    // The "off" side built with the otel feature (features unified into the wrong build).
+    fake_bench(
+        &pre.join("plain/fake_bench"),
+        "otel",
+        &["fake/op", "fake/other"],
+        1000.0,
+        true,
+    );
+    let out = xtask(
+        ws.path(),
+        &[
+            "otel-overhead",
+            "--profile",
+            "standard",
+            "--prebuilt",
+            pre.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("plain/fake_bench") && err.contains("`otel` variant"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_policy_id_no_bench_lists_is_refused() {
     let ws = fake_workspace("otel", true);
     let policy = SMALL_POLICY.replace(
@@ -503,6 +533,31 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
     );
 }
 
+/// `ci --base-ref main` with a prebuilt fake base whose benches take `base_ns`.
+fn ci_against_fake_base(ws: &Path, base_ns: f64) -> Output {
+    let pre = ws.join("prebuilt");
+    std::fs::create_dir_all(pre.join("base/plain")).unwrap();
+    fake_bench(
+        &pre.join("base/plain/fake_bench"),
+        "plain",
+        &["fake/op", "fake/other"],
+        base_ns,
+        true,
+    );
+    xtask(
+        ws,
+        &[
+            "ci",
+            "--base-ref",
+            "main",
+            "--profile",
+            "standard",
+            "--prebuilt",
+            pre.to_str().unwrap(),
+        ],
+    )
+}
+
 #[test]
 fn ci_measures_the_base_ref_interleaved_and_gates_on_it() {
     for (base_ns, want) in [(1000.0, 0), (700.0, 1)] {
@@ -524,27 +579,7 @@ fn ci_measures_the_base_ref_interleaved_and_gates_on_it() {
         git(&["checkout", "-q", "-b", "feature"]);
         git(&["commit", "-q", "--allow-empty", "-m", "head"]);
         let head_commit = git(&["rev-parse", "HEAD"]);
-        let pre = ws.path().join("prebuilt");
-        std::fs::create_dir_all(pre.join("base/plain")).unwrap();
-        fake_bench(
-            &pre.join("base/plain/fake_bench"),
-            "plain",
-            &["fake/op", "fake/other"],
-            base_ns,
-            true,
-        );
-        let out = xtask(
-            ws.path(),
-            &[
-                "ci",
-                "--base-ref",
-                "main",
-                "--profile",
-                "standard",
-                "--prebuilt",
-                pre.to_str().unwrap(),
-            ],
-        );
+        let out = ci_against_fake_base(ws.path(), base_ns);
         assert_eq!(
             code(&out),
             want,
@@ -591,27 +626,7 @@ fn ci_gives_the_overhead_instrument_what_the_ab_run_left_of_its_budget() {
         "time_cap_minutes = 1\nci_budget_minutes = 0.0001",
     );
     std::fs::write(ws.path().join("baselines/policy.toml"), policy).unwrap();
-    let pre = ws.path().join("prebuilt");
-    std::fs::create_dir_all(pre.join("base/plain")).unwrap();
-    fake_bench(
-        &pre.join("base/plain/fake_bench"),
-        "plain",
-        &["fake/op", "fake/other"],
-        1000.0,
-        true,
-    );
-    let out = xtask(
-        ws.path(),
-        &[
-            "ci",
-            "--base-ref",
-            "main",
-            "--profile",
-            "standard",
-            "--prebuilt",
-            pre.to_str().unwrap(),
-        ],
-    );
+    let out = ci_against_fake_base(ws.path(), 1000.0);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("the overhead instrument gets its minimum of 2 minutes"),
