@@ -143,6 +143,20 @@ fn fake_workspace_with(otel_reports: &str, write: bool, otel_ns: f64) -> tempfil
     ws
 }
 
+/// `otel-overhead` with the fakes and the test policy's `standard` profile.
+fn otel_overhead(ws: &Path, extra: &[&str]) -> Output {
+    let pre = ws.join("prebuilt");
+    let mut args = vec![
+        "otel-overhead",
+        "--profile",
+        "standard",
+        "--prebuilt",
+        pre.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    xtask(ws, &args)
+}
+
 fn bench_all(ws: &Path, extra: &[&str]) -> Output {
     let pre = ws.join("prebuilt");
     let mut args = vec!["bench-all", "--prebuilt", pre.to_str().unwrap()];
@@ -264,16 +278,7 @@ fn an_off_executable_that_carries_opentelemetry_is_refused_by_the_overhead_instr
         1000.0,
         true,
     );
-    let out = xtask(
-        ws.path(),
-        &[
-            "otel-overhead",
-            "--profile",
-            "standard",
-            "--prebuilt",
-            pre.to_str().unwrap(),
-        ],
-    );
+    let out = otel_overhead(ws.path(), &[]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -438,17 +443,7 @@ fn unknown_flags_and_verbs_exit_two() {
 #[test]
 fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
     let ws = fake_workspace("otel", true);
-    let pre = ws.path().join("prebuilt");
-    let out = xtask(
-        ws.path(),
-        &[
-            "otel-overhead",
-            "--profile",
-            "standard",
-            "--prebuilt",
-            pre.to_str().unwrap(),
-        ],
-    );
+    let out = otel_overhead(ws.path(), &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -469,17 +464,7 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
     );
 
     // The worst case (every span sampled) is measured after, and reported beside the budgets.
-    let out = xtask(
-        ws.path(),
-        &[
-            "otel-overhead",
-            "--profile",
-            "standard",
-            "--worst-case",
-            "--prebuilt",
-            pre.to_str().unwrap(),
-        ],
-    );
+    let out = otel_overhead(ws.path(), &["--worst-case"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("sampler ratio 1)"),
@@ -496,16 +481,7 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
         .replace("critical_fail = 0.10", "critical_fail = 0.02")
         .replace("critical_warn = 0.08", "critical_warn = 0.01");
     std::fs::write(&policy, tiny).unwrap();
-    let out = xtask(
-        ws.path(),
-        &[
-            "otel-overhead",
-            "--profile",
-            "standard",
-            "--prebuilt",
-            pre.to_str().unwrap(),
-        ],
-    );
+    let out = otel_overhead(ws.path(), &[]);
     assert_eq!(
         code(&out),
         1,
@@ -514,17 +490,7 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
     );
 
     let ws = fake_workspace_with("otel", true, 1200.0);
-    let pre = ws.path().join("prebuilt");
-    let out = xtask(
-        ws.path(),
-        &[
-            "otel-overhead",
-            "--profile",
-            "standard",
-            "--prebuilt",
-            pre.to_str().unwrap(),
-        ],
-    );
+    let out = otel_overhead(ws.path(), &[]);
     assert_eq!(
         code(&out),
         1,
