@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use xtask::layout::Layout;
-use xtask::verbs::{baseline, bench_all, compare, otel_overhead, report, simulate};
+use xtask::verbs::{baseline, bench_all, ci, compare, otel_overhead, report, simulate};
 use xtask::{Error, Outcome, Result};
 
 const USAGE: &str = "\
@@ -28,23 +28,6 @@ verbs:
 
 global: --workspace DIR (default: the workspace this xtask was built in)
 exit codes: 0 passed, 1 a gate failed, 2 the tool could not do its job";
-
-/// The overhead instrument's share of `ci`'s budget: what the A/B run, just saved as the latest
-/// run, left of it.
-fn ci_overhead_minutes(layout: &Layout) -> Result<f64> {
-    let policy = xtask::policy::Policy::load(&layout.policy())?;
-    let ab = xtask::run::RunFile::load(&layout.latest_run())?;
-    let used = ab.measurement_seconds.unwrap_or(0.0) / 60.0;
-    let left = policy.overhead.ci_budget_minutes - used;
-    if left < xtask::policy::CI_MIN_OVERHEAD_MINUTES {
-        eprintln!(
-            "the A/B run measured for {used:.1} of ci's {:.0} minutes; the overhead instrument gets its minimum of {} minutes",
-            policy.overhead.ci_budget_minutes,
-            xtask::policy::CI_MIN_OVERHEAD_MINUTES
-        );
-    }
-    Ok(left.max(xtask::policy::CI_MIN_OVERHEAD_MINUTES))
-}
 
 /// A tiny flag parser: `--name value`, `--name=value`, boolean switches, positionals.
 struct Args {
@@ -177,44 +160,17 @@ fn run(args: Args) -> Result<Outcome> {
                 "worst-case",
                 "prebuilt",
             ])?;
-            // The pull-request gate: head against the base ref, measured interleaved on this
-            // machine, then the overhead instrument on the critical paths. Both always run, so
-            // the report has both answers; either failing fails the job.
-            let profile = args.get("profile").or_else(|| Some("pr".to_owned()));
-            let sample_ratio = ratio(&args)?;
-            let prebuilt = args.get("prebuilt").map(PathBuf::from);
-            let ab = bench_all::run(
+            ci::run(
                 &layout,
-                &bench_all::Options {
-                    profile: profile.clone(),
+                &ci::Options {
+                    base_ref: args.get("base-ref"),
+                    profile: args.get("profile"),
                     filter: args.get("filter"),
-                    sample_ratio,
-                    base_ref: match (args.get("base-ref"), &prebuilt) {
-                        // Prebuilt executables stand for the base already.
-                        (Some(r), None) => Some(bench_all::merge_base(&layout, &r)?),
-                        (r, _) => r,
-                    },
-                    prebuilt: prebuilt.clone(),
-                    ..Default::default()
-                },
-            )?;
-            let overhead = otel_overhead::run(
-                &layout,
-                &otel_overhead::Options {
-                    profile,
-                    filter: args.get("filter"),
-                    sample_ratio,
-                    max_blocks: None,
-                    max_minutes: Some(ci_overhead_minutes(&layout)?),
+                    sample_ratio: ratio(&args)?,
                     worst_case: args.flags.contains_key("worst-case"),
-                    prebuilt,
+                    prebuilt: args.get("prebuilt").map(PathBuf::from),
                 },
-            )?;
-            Ok(if ab == Outcome::Fail || overhead == Outcome::Fail {
-                Outcome::Fail
-            } else {
-                Outcome::Pass
-            })
+            )
         }
         "otel-overhead" => {
             args.allow(&[

@@ -981,9 +981,12 @@ impl EventLoop {
         }
     }
 
+    /// Closes the peer's connections and takes it out of the routing table (and so out of the
+    /// entries a newcomer may replace).
     fn disconnect(&mut self, peer: PeerId) {
         let _ = self.swarm.disconnect_peer_id(peer);
         self.swarm.behaviour_mut().kad.remove_peer(&peer);
+        self.dropped.remove(&peer);
     }
 
     /// Lowers a peer's reputation for invalid data, disconnecting it if that banned it.
@@ -1158,7 +1161,6 @@ impl EventLoop {
             Command::Disconnect { peer } => self.disconnect(peer),
             Command::Forget { peer, reply } => {
                 self.disconnect(peer);
-                self.dropped.remove(&peer);
                 let _ = reply.send(());
             }
             Command::Block { peer, blocked } => {

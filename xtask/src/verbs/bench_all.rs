@@ -978,6 +978,12 @@ pub(crate) fn start_receiver(
 }
 
 pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
+    run_measured(layout, opts).map(|(outcome, _)| outcome)
+}
+
+/// [`run`], also returning how long it measured in seconds (builds excluded): `ci` gives the
+/// overhead instrument what is left of its budget.
+pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
     let policy = Policy::load(&layout.policy())?;
     let profile_name = opts
         .profile
@@ -1153,7 +1159,8 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         j = judge(&run, &ab);
     }
     drop(receiver);
-    run.measurement_seconds = Some(runner.started.elapsed().as_secs_f64());
+    let measured = runner.started.elapsed().as_secs_f64();
+    run.measurement_seconds = Some(measured);
 
     // Listed ids this run did not measure.
     let named = policy.named_ids();
@@ -1189,5 +1196,5 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         run_path.display().to_string(),
         base.as_ref().map(|(r, p)| (r, p.display().to_string())),
     );
-    super::finish(layout, &j, &p)
+    super::finish(layout, &j, &p).map(|outcome| (outcome, measured))
 }

@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod bench_all;
+pub mod ci;
 pub mod compare;
 pub mod otel_overhead;
 pub mod report;
