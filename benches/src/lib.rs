@@ -147,6 +147,32 @@ fn mode_of(args: impl IntoIterator<Item = String>) -> Mode {
     }
 }
 
+/// The variable that seeds a process's bench networks; see [`seed`].
+pub const SEED_VAR: &str = "MARKET_BENCH_SEED";
+
+/// The seed of this process's bench networks (the peer identities of members and joiners, so the
+/// networks' shape): `MARKET_BENCH_SEED`, or 0 when unset. Shape is most of what moves a network
+/// bench between processes (which nodes hold a record, how many hops a lookup takes), so the xtask
+/// sets the seed to the replicate number: the processes it compares (plain and otel, base and head,
+/// of one replicate) measure networks of one shape, and replicates spread over shapes. A value
+/// that is not a number ends the process with exit 2.
+pub fn seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| match std::env::var(SEED_VAR) {
+        Err(std::env::VarError::NotPresent) => 0,
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| seed_error(&format!("{v:?} is not an unsigned integer"))),
+        Err(std::env::VarError::NotUnicode(v)) => seed_error(&format!("{v:?} is not unicode")),
+    })
+}
+
+fn seed_error(why: &str) -> ! {
+    eprintln!("market-benches: {SEED_VAR}: {why}; set it to a number, or unset it for 0");
+    std::process::exit(2)
+}
+
 /// True in smoke runs, where fixtures must stay small.
 pub fn smoke() -> bool {
     mode() == Mode::Smoke

@@ -3,9 +3,10 @@
 //! `p2p_bootstrap/bootstrap_time/10` and `p2p_memory_usage/per_peer/*` measure one operation.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use market_p2p::testnet::{Testnet, TestnetConfig, Topology};
+use market_p2p::testnet::{Testnet, TestnetConfig, Topology, seeded_keypair};
 use market_p2p::{MemoryArchives, Multiaddr, Node, NodeConfig, NodeError};
 use tokio::runtime::Runtime;
 use tokio::sync::broadcast::error::RecvError;
@@ -44,15 +45,27 @@ pub fn testnet_config(n: usize) -> TestnetConfig {
     };
     let mut cfg = TestnetConfig::new(n, topology);
     cfg.node = node_config();
+    cfg.key_seed = Some(crate::seed());
     cfg.ready_routing_peers = ready_peers(n);
     cfg.ready_timeout = Duration::from_secs(if n >= 1000 { 600 } else { 120 });
     cfg
 }
 
+/// Identities of joining nodes are numbered from here, clear of the members' (numbered from 0).
+const JOINER_KEYS: u64 = 1 << 32;
+/// How many joining nodes this process has made: the next one's identity number.
+static JOINERS: AtomicU64 = AtomicU64::new(0);
+
 /// A node with the bench settings, not yet connected to anyone (the untimed preparation of a join).
+/// Its identity is the next of this process's seeded sequence, so a join does the same work in
+/// two processes of one seed.
 pub fn fresh_node(rt: &Runtime) -> Result<Node, NodeError> {
+    let index = JOINER_KEYS + JOINERS.fetch_add(1, Ordering::Relaxed);
     rt.block_on(Node::spawn_memory(
-        node_config(),
+        NodeConfig {
+            keypair: Some(seeded_keypair(crate::seed(), index)),
+            ..node_config()
+        },
         Arc::new(MemoryArchives::new()),
     ))
 }

@@ -24,6 +24,15 @@ use crate::{Client, PeerId};
 /// Kademlia's bucket size (libp2p's `K_VALUE`).
 const K_BUCKET: usize = 20;
 
+/// The ed25519 identity number `index` of the family `seed`: the same pair always gives the same
+/// peer id, and different pairs give unrelated ones (the secret is drawn from a generator seeded
+/// with both). For reproducible networks, never for a real node.
+pub fn seeded_keypair(seed: u64, index: u64) -> Keypair {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed.rotate_left(32) ^ index);
+    let mut secret: [u8; 32] = rng.r#gen();
+    Keypair::ed25519_from_bytes(&mut secret).expect("every 32-byte string is an ed25519 secret")
+}
+
 /// How the nodes are first connected (Kademlia then finds the rest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topology {
@@ -46,6 +55,11 @@ pub struct TestnetConfig {
     pub topology: Topology,
     /// Template for every node (its `keypair` is ignored: each node gets its own).
     pub node: NodeConfig,
+    /// Derive node i's identity from this seed and i ([`seeded_keypair`]) instead of drawing it
+    /// at random. Peer ids decide the network's shape (who routes to whom, which nodes hold a
+    /// record, how many hops a lookup takes), so two networks from one seed do the same work:
+    /// benches that compare two builds pair them on a seed.
+    pub key_seed: Option<u64>,
     /// Routing-table size every node must reach (capped at N − 1) before `spawn` returns.
     pub ready_routing_peers: usize,
     /// How long `spawn` waits for readiness before failing.
@@ -65,6 +79,7 @@ impl TestnetConfig {
             nodes,
             topology,
             node: NodeConfig::in_process(),
+            key_seed: None,
             ready_routing_peers: 4,
             ready_timeout: Duration::from_secs(30),
             parallelism: 32,
@@ -154,7 +169,10 @@ impl Testnet {
         };
         for index in 0..net.config.nodes {
             let archives = Arc::new(MemoryArchives::new());
-            let key = Keypair::generate_ed25519();
+            let key = match net.config.key_seed {
+                Some(seed) => seeded_keypair(seed, index as u64),
+                None => Keypair::generate_ed25519(),
+            };
             let mut nc = net.config.node.clone();
             nc.keypair = Some(key.clone());
             let node = Node::spawn_memory(nc.clone(), archives.clone())

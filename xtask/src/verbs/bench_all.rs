@@ -16,6 +16,8 @@
 //!   `CRITERION_HOME` and `MARKET_PERF_OUT` both set to a fresh directory of that process;
 //!   the otel variant also gets `OTEL_EXPORTER_OTLP_ENDPOINT` (the xtask's own `otlp-receiver`
 //!   process), `OTEL_BSP_SCHEDULE_DELAY=200` and `MARKET_OTEL_SAMPLE_RATIO`.
+//! - `MARKET_BENCH_SEED` is the replicate number: it seeds the peer identities of the bench
+//!   networks.
 //! - `TMPDIR` is a fresh directory of that process under the scratch root (see [`Scratch`]),
 //!   removed when the process ends.
 
@@ -658,8 +660,13 @@ impl Runner<'_> {
         c.arg("--bench")
             .args(&self.profile.criterion_args)
             .arg(exact_regex(ids));
+        // The replicate number seeds the bench networks' peer identities: the processes compared
+        // with each other (plain and otel, base and head, of one replicate) build networks of one
+        // shape, and the replicates spread over shapes. Shape moved `lookup_latency/100` by
+        // about 15 % between processes when every process drew its own.
         c.env("CRITERION_HOME", &dir)
             .env("MARKET_PERF_OUT", &dir)
+            .env("MARKET_BENCH_SEED", replicate.to_string())
             .stdin(Stdio::null());
         let tmp = self.scratch.process_dir(self.done)?;
         if let Some(tmp) = &tmp {
@@ -794,7 +801,7 @@ pub(crate) fn new_run(
             }
         ));
     }
-    commands.push(format!("EXE --bench {} '<selected ids>' with CRITERION_HOME=MARKET_PERF_OUT=target/perf/criterion/{HEAD_REF}/<variant>/<replicate>/<exe>", profile.criterion_args.join(" ")));
+    commands.push(format!("EXE --bench {} '<selected ids>' with CRITERION_HOME=MARKET_PERF_OUT=target/perf/criterion/{HEAD_REF}/<variant>/<replicate>/<exe> and MARKET_BENCH_SEED=<replicate>", profile.criterion_args.join(" ")));
     RunFile {
         schema_version: SCHEMA_VERSION,
         name: name.clone(),

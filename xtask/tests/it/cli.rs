@@ -83,6 +83,7 @@ fn fake_bench(path: &Path, reported: &str, ids: &[&str], ns: f64, write: bool) {
     let body = if write {
         format!(
             r#"echo "$TMPDIR" > "$CRITERION_HOME/tmpdir.txt"
+echo "$MARKET_BENCH_SEED" > "$CRITERION_HOME/seed.txt"
 if [ -n "$TMPDIR" ]; then touch "$TMPDIR/left-behind"; fi
 for id in {ids}; do
   echo "$id" | grep -Eq "$(echo "$filter" | sed 's/(?:/(/')" || continue
@@ -213,7 +214,7 @@ fn bench_all_measures_both_variants_interleaved_and_reports() {
 }
 
 #[test]
-fn every_bench_process_gets_its_own_scratch_tmpdir_removed_when_it_ends() {
+fn every_bench_process_gets_its_own_scratch_tmpdir_removed_when_it_ends_and_its_replicates_seed() {
     let ws = fake_workspace("otel", true);
     let scratch = ws.path().join("scratch");
     std::fs::create_dir(&scratch).unwrap();
@@ -238,6 +239,9 @@ fn every_bench_process_gets_its_own_scratch_tmpdir_removed_when_it_ends() {
                 tmp.display()
             );
             seen.insert(tmp.to_owned());
+            // Both variants of a replicate build networks from the same seed.
+            let seed = std::fs::read_to_string(dir.join("seed.txt")).unwrap();
+            assert_eq!(seed.trim(), r, "{v}/{r}: MARKET_BENCH_SEED");
         }
     }
     assert_eq!(seen.len(), 4, "one directory per process: {seen:?}");

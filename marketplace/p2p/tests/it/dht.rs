@@ -240,3 +240,37 @@ async fn a_departed_peer_stays_routed_until_it_is_forgotten() {
     assert_eq!(member.info().await.unwrap().routing_peers, before);
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_network_has_the_same_peers_every_time_and_another_seed_other_peers() {
+    async fn peers(seed: Option<u64>) -> Vec<market_p2p::PeerId> {
+        let mut cfg = TestnetConfig::new(4, Topology::Star { hubs: 1 });
+        cfg.key_seed = seed;
+        let net = Testnet::spawn_unconnected(cfg).await.unwrap();
+        let ids = net.peer_ids();
+        net.shutdown().await;
+        ids
+    }
+    let first = peers(Some(7)).await;
+    assert_eq!(first, peers(Some(7)).await);
+    let distinct: std::collections::HashSet<_> = first.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "every node of a seeded network is its own peer"
+    );
+    let other = peers(Some(8)).await;
+    assert!(other.iter().all(|p| !first.contains(p)));
+    assert!(peers(None).await.iter().all(|p| !first.contains(p)));
+    // A joiner's identity comes from the same family at an index clear of the members'.
+    let joiner = market_p2p::testnet::seeded_keypair(7, 1 << 32)
+        .public()
+        .to_peer_id();
+    assert!(!first.contains(&joiner));
+    assert_eq!(
+        market_p2p::testnet::seeded_keypair(7, 2)
+            .public()
+            .to_peer_id(),
+        first[2]
+    );
+}
