@@ -3,6 +3,8 @@
 //! until every path's 95 % CI half-width is at most the policy's `ci_half_width`, or the time cap
 //! (or `--max-blocks`) passes; a path still wider is "inconclusive". Per block b,
 //! r_b = mean log(on) − mean log(off); overhead = exp(mean r) − 1 with a t-interval over blocks.
+//! Each off process shares its replicate's network seed with an on process (common random
+//! numbers), so r_b carries no difference of network shape, and the blocks spread over shapes.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
