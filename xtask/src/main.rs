@@ -19,8 +19,10 @@ verbs:
   ci [--base-ref REF] [--profile P] [--filter REGEX] [--sample-ratio R] [--prebuilt DIR]
                                  the PR gate: bench-all --base-ref REF (profile pr), then otel-overhead
   otel-overhead [--profile P] [--filter REGEX] [--sample-ratio R] [--max-minutes M] [--max-blocks N] [--worst-case]
-                [--prebuilt DIR]
-                                 critical paths, OTEL off vs on, ABBA blocks until the CI is tight
+                [--prebuilt DIR] [--resume RUN]
+                                 critical paths, OTEL off vs on, ABBA blocks until the CI is tight;
+                                 --resume adds blocks to an overhead run of the same build
+                                 (--max-minutes and --max-blocks count this invocation)
   compare OLD NEW [--strict-env] judge two saved runs (names or paths)
   baseline save NAME [--from RUN] [--force] | baseline list | baseline show NAME
   report [--run NAME]            re-render the report from a saved run (default: the last)
@@ -181,6 +183,7 @@ fn run(args: Args) -> Result<Outcome> {
                 "max-minutes",
                 "worst-case",
                 "prebuilt",
+                "resume",
             ])?;
             let opts = otel_overhead::Options {
                 profile: args.get("profile"),
@@ -190,6 +193,7 @@ fn run(args: Args) -> Result<Outcome> {
                 max_minutes: args.number("max-minutes")?,
                 worst_case: args.flags.contains_key("worst-case"),
                 prebuilt: args.get("prebuilt").map(PathBuf::from),
+                resume: args.get("resume"),
             };
             otel_overhead::run(&layout, &opts)
         }

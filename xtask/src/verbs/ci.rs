@@ -58,6 +58,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             max_minutes: Some(left.max(CI_MIN_OVERHEAD_MINUTES)),
             worst_case: opts.worst_case,
             prebuilt: opts.prebuilt.clone(),
+            resume: None,
         },
     )?;
     Ok(if ab == Outcome::Fail || overhead == Outcome::Fail {

@@ -5,6 +5,10 @@
 //! r_b = mean log(on) − mean log(off); overhead = exp(mean r) − 1 with a t-interval over blocks.
 //! Each off process shares its replicate's network seed with an on process (common random
 //! numbers), so r_b carries no difference of network shape, and the blocks spread over shapes.
+//!
+//! Blocks are independent units, so `--resume RUN` adds blocks to an earlier overhead run, as long
+//! as they measure the same build the same way (commit, clean tree, machine, rustc, profile,
+//! sampler ratio, critical paths): a run that ended inconclusive at its cap is extended, not redone.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -15,6 +19,7 @@ use crate::error::{self, Error, Result};
 use crate::layout::Layout;
 use crate::policy::Policy;
 use crate::report::{self, Provenance};
+use crate::run::RunFile;
 use crate::verdict::{self, Outcome, Status};
 
 const REF: &str = "overhead";
@@ -22,16 +27,19 @@ const WORST_REF: &str = "overhead-ratio1";
 
 /// ABBA blocks until every critical path's CI is tight (at least two blocks), the time cap passes
 /// or `max_blocks` are done; returns the check and the paths still too wide ("inconclusive").
+/// `first` blocks are already in `run` (a resumed run); `cap` and `max_blocks` count the blocks of
+/// this call.
 fn blocks(
     runner: &mut Runner,
     plan: &bench_all::Plan,
-    run: &mut crate::run::RunFile,
+    run: &mut RunFile,
     policy: &Policy,
+    first: usize,
     cap: Duration,
     max_blocks: usize,
 ) -> Result<(verdict::OverheadCheck, BTreeSet<String>)> {
     let target = policy.overhead.ci_half_width;
-    let mut blocks = 0usize;
+    let mut blocks = first;
     loop {
         // Replicates 2b (P O) and 2b + 1 (O P) form block b: P O O P.
         runner.replicate(run, plan, 2 * blocks as u32, None)?;
@@ -55,8 +63,9 @@ fn blocks(
         // instrument what is left of its budget, and a block is a minute or more. Two blocks
         // always run: a t-interval needs them.
         let elapsed = runner.started.elapsed();
-        let next_ends = elapsed + elapsed / blocks as u32;
-        if blocks >= 2 && (wide.is_empty() || next_ends > cap || blocks >= max_blocks) {
+        let these = blocks - first;
+        let next_ends = elapsed + elapsed / these as u32;
+        if blocks >= 2 && (wide.is_empty() || next_ends > cap || these >= max_blocks) {
             return Ok((check, wide));
         }
         runner.total = runner.done + plan.processes(None) * 4;
@@ -75,6 +84,78 @@ pub struct Options {
     /// Also measure at sampler ratio 1.0 (every span sampled), reported beside the budgets.
     pub worst_case: bool,
     pub prebuilt: Option<PathBuf>,
+    /// An earlier overhead run (name or path) to add blocks to.
+    pub resume: Option<String>,
+}
+
+/// Loads the overhead run `name` to add blocks to it, with how many blocks it holds. Only a run
+/// of this very build measured the same way qualifies: blocks of two builds or settings pooled in
+/// one interval would measure neither. `current` is the fresh run this invocation would start;
+/// its first command (this invocation) is added to the resumed run's provenance.
+fn resume(layout: &Layout, name: &str, current: &RunFile) -> Result<(RunFile, usize)> {
+    let path = layout.resolve_run(name)?;
+    let mut run = RunFile::load(&path)?;
+    let what = format!("run {}", path.display());
+    let refuse = |detail: String| {
+        Error::input(
+            what.clone(),
+            detail,
+            "resume an overhead run of this commit and settings, or start a new run without --resume",
+        )
+    };
+    if current.git.commit.is_none() || current.git.dirty || run.git.dirty {
+        return Err(refuse(
+            "blocks are pooled only when a clean git commit names the build on both sides"
+                .to_owned(),
+        ));
+    }
+    let differs = |field: &str, was: String, now: String| {
+        refuse(format!(
+            "its {field} is {was} and this invocation's is {now}; blocks of different builds or settings cannot be pooled"
+        ))
+    };
+    if run.git.commit != current.git.commit {
+        return Err(differs(
+            "commit",
+            run.git
+                .commit
+                .clone()
+                .unwrap_or_else(|| "unknown".to_owned()),
+            current.git.commit.clone().unwrap_or_default(),
+        ));
+    }
+    if run.environment != current.environment {
+        return Err(differs(
+            "environment",
+            format!("{:?}", run.environment),
+            format!("{:?}", current.environment),
+        ));
+    }
+    if run.profile != current.profile {
+        return Err(differs(
+            "profile",
+            run.profile.clone(),
+            current.profile.clone(),
+        ));
+    }
+    if run.sample_ratio != current.sample_ratio {
+        return Err(differs(
+            "sampler ratio",
+            run.sample_ratio.to_string(),
+            current.sample_ratio.to_string(),
+        ));
+    }
+    let (off, on) = (
+        run.replicate_count(verdict::PLAIN),
+        run.replicate_count(verdict::OTEL),
+    );
+    if off == 0 || off != on || off % 2 != 0 {
+        return Err(refuse(format!(
+            "it is not whole ABBA blocks ({off} off and {on} on processes); it is not an otel-overhead run"
+        )));
+    }
+    run.commands.extend(current.commands.first().cloned());
+    Ok((run, off / 2))
 }
 
 pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
@@ -100,9 +181,8 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             "check overhead.critical_paths in baselines/policy.toml and --filter",
         ));
     }
-    let receiver = bench_all::start_receiver(layout, opts.prebuilt.as_deref(), &plan)?;
     let environment = bench_all::environment(layout);
-    let mut run = bench_all::new_run(
+    let fresh = bench_all::new_run(
         layout,
         &profile_name,
         &profile,
@@ -110,11 +190,28 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         environment,
         None,
     );
-    run.commands
-        .push("ABBA blocks: plain, otel, otel, plain".to_owned());
     let scratch = bench_all::Scratch::choose();
-    run.commands.push(scratch.describe());
-    let _ = std::fs::remove_dir_all(layout.criterion_root(REF));
+    let (mut run, first) = match &opts.resume {
+        Some(name) => {
+            let (run, first) = resume(layout, name, &fresh)?;
+            eprintln!(
+                "resuming {}: {first} blocks, measured in {:.1} minutes",
+                run.name,
+                run.measurement_seconds.unwrap_or(0.0) / 60.0
+            );
+            (run, first)
+        }
+        None => {
+            let mut run = fresh;
+            run.commands
+                .push("ABBA blocks: plain, otel, otel, plain".to_owned());
+            run.commands.push(scratch.describe());
+            // A new run's processes must not be mixed up with an earlier run's trees.
+            let _ = std::fs::remove_dir_all(layout.criterion_root(REF));
+            (run, 0)
+        }
+    };
+    let receiver = bench_all::start_receiver(layout, opts.prebuilt.as_deref(), &plan)?;
     let minutes = opts.max_minutes.unwrap_or(policy.overhead.time_cap_minutes);
     if !(minutes.is_finite() && minutes > 0.0) {
         return Err(Error::input(
@@ -124,7 +221,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         ));
     }
     let cap = Duration::from_secs_f64(minutes * 60.0);
-    let max_blocks = opts.max_blocks.unwrap_or(usize::MAX).max(2);
+    let max_blocks = opts.max_blocks.unwrap_or(usize::MAX).max(1);
     let mut runner = Runner {
         layout,
         scratch: &scratch,
@@ -138,8 +235,17 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         total: plan.processes(None) * 4 * 2,
     };
     let target = policy.overhead.ci_half_width;
-    let (check, inconclusive) = blocks(&mut runner, &plan, &mut run, &policy, cap, max_blocks)?;
-    run.measurement_seconds = Some(runner.started.elapsed().as_secs_f64());
+    let (check, inconclusive) = blocks(
+        &mut runner,
+        &plan,
+        &mut run,
+        &policy,
+        first,
+        cap,
+        max_blocks,
+    )?;
+    run.measurement_seconds =
+        Some(run.measurement_seconds.unwrap_or(0.0) + runner.started.elapsed().as_secs_f64());
     // The worst case: every span sampled. Information beside the budgeted figures.
     let worst = if opts.worst_case && sample_ratio < 1.0 {
         let mut worst_run = bench_all::new_run(
@@ -156,7 +262,15 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         runner.git_ref = WORST_REF;
         runner.started = Instant::now();
         let _ = std::fs::remove_dir_all(layout.criterion_root(WORST_REF));
-        let (c, _) = blocks(&mut runner, &plan, &mut worst_run, &policy, cap, max_blocks)?;
+        let (c, _) = blocks(
+            &mut runner,
+            &plan,
+            &mut worst_run,
+            &policy,
+            0,
+            cap,
+            max_blocks,
+        )?;
         worst_run.save(&layout.runs().join(format!("{}.json", worst_run.name)))?;
         Some(c)
     } else {

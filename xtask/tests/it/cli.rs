@@ -144,6 +144,18 @@ fn fake_workspace_with(otel_reports: &str, write: bool, otel_ns: f64) -> tempfil
     ws
 }
 
+/// Runs git in `ws`; returns its trimmed stdout.
+fn git(ws: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(ws)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// `otel-overhead` with the fakes and the test policy's `standard` profile.
 fn otel_overhead(ws: &Path, extra: &[&str]) -> Output {
     let pre = ws.join("prebuilt");
@@ -533,16 +545,7 @@ fn ci_measures_the_base_ref_interleaved_and_gates_on_it() {
     for (base_ns, want) in [(1000.0, 0), (700.0, 1)] {
         let ws = fake_workspace("otel", true);
         // History: `main` one commit behind the checked-out branch.
-        let git = |args: &[&str]| {
-            let out = Command::new("git")
-                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-                .args(args)
-                .current_dir(ws.path())
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
-            String::from_utf8_lossy(&out.stdout).trim().to_owned()
-        };
+        let git = |args: &[&str]| git(ws.path(), args);
         git(&["init", "-q", "-b", "main"]);
         git(&["commit", "-q", "--allow-empty", "-m", "base"]);
         let base_commit = git(&["rev-parse", "HEAD"]);
@@ -586,6 +589,78 @@ fn ci_measures_the_base_ref_interleaved_and_gates_on_it() {
             "ci also runs the overhead instrument"
         );
     }
+}
+
+#[test]
+fn otel_overhead_resumes_a_run_of_the_same_build_and_refuses_any_other() {
+    let ws = fake_workspace("otel", true);
+    git(ws.path(), &["init", "-q", "-b", "main"]);
+    git(ws.path(), &["commit", "-q", "--allow-empty", "-m", "one"]);
+    let out = otel_overhead(ws.path(), &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let runs = ws.path().join("target/perf/runs");
+    let name = std::fs::read_dir(&runs)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix("-overhead.json").map(str::to_owned)
+        })
+        .next()
+        .expect("an overhead run file")
+        + "-overhead";
+
+    // Identical processes: one more block is tight, and the blocks carry on the numbering.
+    let out = otel_overhead(ws.path(), &["--resume", &name]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("resuming") && err.contains("2 blocks"),
+        "{err}"
+    );
+    assert!(
+        err.contains("block 3 (") && !err.contains("block 1 ("),
+        "{err}"
+    );
+    let run = xtask::run::RunFile::load(&runs.join(format!("{name}.json"))).unwrap();
+    assert_eq!(run.estimates("fake/op", "plain").len(), 6);
+    assert_eq!(run.estimates("fake/op", "otel").len(), 6);
+    assert_eq!(
+        run.commands
+            .iter()
+            .filter(|c| c.starts_with("cargo xtask otel-overhead"))
+            .count(),
+        2,
+        "both invocations are in the provenance: {:?}",
+        run.commands
+    );
+    let seed = std::fs::read_to_string(
+        ws.path()
+            .join("target/perf/criterion/overhead/plain/5/fake_bench/seed.txt"),
+    )
+    .unwrap();
+    assert_eq!(seed.trim(), "5", "a resumed block gets its own seeds");
+
+    // Other settings, or another commit, are refused and the run is named.
+    let out = otel_overhead(ws.path(), &["--resume", &name, "--sample-ratio", "0.5"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("sampler ratio") && err.contains(&name),
+        "{err}"
+    );
+    git(ws.path(), &["commit", "-q", "--allow-empty", "-m", "two"]);
+    let out = otel_overhead(ws.path(), &["--resume", &name]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("its commit is"), "{}", stderr(&out));
+    let out = otel_overhead(ws.path(), &["--resume", "no-such-run"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no-such-run"), "{}", stderr(&out));
+    let after = xtask::run::RunFile::load(&runs.join(format!("{name}.json"))).unwrap();
+    assert_eq!(
+        after.estimates("fake/op", "plain").len(),
+        6,
+        "a refused resume leaves the run as it was"
+    );
 }
 
 #[test]
