@@ -25,10 +25,13 @@ use crate::{Client, PeerId};
 const K_BUCKET: usize = 20;
 
 /// The ed25519 identity number `index` of the family `seed`: the same pair always gives the same
-/// peer id, and different pairs give unrelated ones (the secret is drawn from a generator seeded
-/// with both). For reproducible networks, never for a real node.
+/// peer id, and different pairs give unrelated ones (the secret is drawn from a generator whose
+/// 32-byte seed holds both numbers whole). For reproducible networks, never for a real node.
 pub fn seeded_keypair(seed: u64, index: u64) -> Keypair {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed.rotate_left(32) ^ index);
+    let mut both = [0u8; 32];
+    both[..8].copy_from_slice(&seed.to_le_bytes());
+    both[8..16].copy_from_slice(&index.to_le_bytes());
+    let mut rng = rand::rngs::StdRng::from_seed(both);
     let mut secret: [u8; 32] = rng.r#gen();
     Keypair::ed25519_from_bytes(&mut secret).expect("every 32-byte string is an ed25519 secret")
 }

@@ -267,6 +267,13 @@ async fn a_seeded_network_has_the_same_peers_every_time_and_another_seed_other_p
         .public()
         .to_peer_id();
     assert!(!first.contains(&joiner));
+    assert_ne!(
+        joiner,
+        market_p2p::testnet::seeded_keypair(6, 0)
+            .public()
+            .to_peer_id(),
+        "numbers of other families do not collide"
+    );
     assert_eq!(
         market_p2p::testnet::seeded_keypair(7, 2)
             .public()
