@@ -663,7 +663,7 @@ impl Runner<'_> {
         // The replicate number seeds the bench networks' peer identities: the processes compared
         // with each other (plain and otel, base and head, of one replicate) build networks of one
         // shape, and the replicates spread over shapes. Shape moved `lookup_latency/100` by
-        // about 15 % between processes when every process drew its own.
+        // about 13 % between processes when every process drew its own.
         c.env("CRITERION_HOME", &dir)
             .env("MARKET_PERF_OUT", &dir)
             .env("MARKET_BENCH_SEED", replicate.to_string())

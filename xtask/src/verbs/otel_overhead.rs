@@ -92,7 +92,12 @@ pub struct Options {
 /// of this very build measured the same way qualifies: blocks of two builds or settings pooled in
 /// one interval would measure neither. `current` is the fresh run this invocation would start;
 /// its first command (this invocation) is added to the resumed run's provenance.
-fn resume(layout: &Layout, name: &str, current: &RunFile) -> Result<(RunFile, usize)> {
+fn resume(
+    layout: &Layout,
+    name: &str,
+    current: &RunFile,
+    selected: &BTreeSet<String>,
+) -> Result<(RunFile, usize)> {
     let path = layout.resolve_run(name)?;
     let mut run = RunFile::load(&path)?;
     let what = format!("run {}", path.display());
@@ -145,6 +150,16 @@ fn resume(layout: &Layout, name: &str, current: &RunFile) -> Result<(RunFile, us
             current.sample_ratio.to_string(),
         ));
     }
+    // The average over critical paths pairs the paths block by block: every block must hold
+    // every path.
+    let measured: BTreeSet<String> = run.benches.keys().cloned().collect();
+    if &measured != selected {
+        return Err(differs(
+            "set of benches",
+            format!("{measured:?}"),
+            format!("{selected:?} (check --filter)"),
+        ));
+    }
     let (off, on) = (
         run.replicate_count(verdict::PLAIN),
         run.replicate_count(verdict::OTEL),
@@ -193,7 +208,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     let scratch = bench_all::Scratch::choose();
     let (mut run, first) = match &opts.resume {
         Some(name) => {
-            let (run, first) = resume(layout, name, &fresh)?;
+            let (run, first) = resume(layout, name, &fresh, &plan.selected())?;
             eprintln!(
                 "resuming {}: {first} blocks, measured in {:.1} minutes",
                 run.name,

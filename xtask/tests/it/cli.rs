@@ -594,6 +594,11 @@ fn ci_measures_the_base_ref_interleaved_and_gates_on_it() {
 #[test]
 fn otel_overhead_resumes_a_run_of_the_same_build_and_refuses_any_other() {
     let ws = fake_workspace("otel", true);
+    let policy = SMALL_POLICY.replace(
+        r#"critical_paths = ["fake/op"]"#,
+        r#"critical_paths = ["fake/op", "fake/other"]"#,
+    );
+    std::fs::write(ws.path().join("baselines/policy.toml"), policy).unwrap();
     git(ws.path(), &["init", "-q", "-b", "main"]);
     git(ws.path(), &["commit", "-q", "--allow-empty", "-m", "one"]);
     let out = otel_overhead(ws.path(), &[]);
@@ -648,6 +653,9 @@ fn otel_overhead_resumes_a_run_of_the_same_build_and_refuses_any_other() {
         err.contains("sampler ratio") && err.contains(&name),
         "{err}"
     );
+    let out = otel_overhead(ws.path(), &["--resume", &name, "--filter", "fake/op"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("set of benches"), "{}", stderr(&out));
     git(ws.path(), &["commit", "-q", "--allow-empty", "-m", "two"]);
     let out = otel_overhead(ws.path(), &["--resume", &name]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
