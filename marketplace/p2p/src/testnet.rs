@@ -58,8 +58,8 @@ pub struct TestnetConfig {
     pub topology: Topology,
     /// Template for every node (its `keypair` is ignored: each node gets its own).
     pub node: NodeConfig,
-    /// Derive node i's identity from this seed and i ([`seeded_keypair`]) instead of drawing it
-    /// at random. Peer ids decide the network's shape (who routes to whom, which nodes hold a
+    /// Derive node i's identity (also of nodes added later without a keypair) from this seed and i
+    /// ([`seeded_keypair`]) instead of drawing it at random. Peer ids decide the network's shape (who routes to whom, which nodes hold a
     /// record, how many hops a lookup takes), so two networks from one seed do the same work:
     /// benches that compare two builds pair them on a seed.
     pub key_seed: Option<u64>,
@@ -172,10 +172,7 @@ impl Testnet {
         };
         for index in 0..net.config.nodes {
             let archives = Arc::new(MemoryArchives::new());
-            let key = match net.config.key_seed {
-                Some(seed) => seeded_keypair(seed, index as u64),
-                None => Keypair::generate_ed25519(),
-            };
+            let key = net.identity(index);
             let mut nc = net.config.node.clone();
             nc.keypair = Some(key.clone());
             let node = Node::spawn_memory(nc.clone(), archives.clone())
@@ -188,6 +185,14 @@ impl Testnet {
             net.archives.push(archives);
         }
         Ok(net)
+    }
+
+    /// The identity of node `index`: derived from the configured seed, else drawn at random.
+    fn identity(&self, index: usize) -> Keypair {
+        match self.config.key_seed {
+            Some(seed) => seeded_keypair(seed, index as u64),
+            None => Keypair::generate_ed25519(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -780,7 +785,7 @@ impl Testnet {
         let key = config
             .keypair
             .clone()
-            .unwrap_or_else(Keypair::generate_ed25519);
+            .unwrap_or_else(|| self.identity(index));
         let mut config = config;
         config.keypair = Some(key.clone());
         let node = Node::spawn_memory(config.clone(), source.clone())
