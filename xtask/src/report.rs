@@ -433,25 +433,7 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
             &mut out,
         );
     }
-    if !o.components.is_empty() {
-        out.push_str("Per-component costs (otel variant):\n\n| component | mean per operation | 95 % CI | replicates |\n|---|---|---|---|\n");
-        for c in &o.components {
-            writeln!(
-                out,
-                "| `{}` | {} | {} | {} |",
-                c.id,
-                time(c.mean),
-                c.ci.map_or("—".to_owned(), |(a, b)| format!(
-                    "[{}, {}]",
-                    time(a),
-                    time(b)
-                )),
-                c.replicates
-            )
-            .ok();
-        }
-        out.push('\n');
-    }
+    component_table(&o.components, &mut out);
 
     // Scaling.
     out.push_str("## Scalability\n\n");
@@ -795,6 +777,31 @@ pub fn json(j: &Judgement, p: &Provenance) -> String {
     s
 }
 
+/// What each part of the OpenTelemetry integration costs (the otel-only component benches), in
+/// the bench-all report and the otel-overhead report alike.
+fn component_table(components: &[crate::verdict::ComponentRow], out: &mut String) {
+    if components.is_empty() {
+        return;
+    }
+    out.push_str("Per-component costs (otel variant):\n\n| component | mean per operation | 95 % CI | replicates |\n|---|---|---|---|\n");
+    for c in components {
+        writeln!(
+            out,
+            "| `{}` | {} | {} | {} |",
+            c.id,
+            time(c.mean),
+            c.ci.map_or("—".to_owned(), |(a, b)| format!(
+                "[{}, {}]",
+                time(a),
+                time(b)
+            )),
+            c.replicates
+        )
+        .ok();
+    }
+    out.push('\n');
+}
+
 fn overhead_rows(
     check: &crate::verdict::OverheadCheck,
     inconclusive: &std::collections::BTreeSet<String>,
@@ -849,6 +856,10 @@ pub fn overhead_markdown(
             verdict_cell(check.average_verdict)
         )
         .ok();
+    }
+    if !check.components.is_empty() {
+        out.push('\n');
+        component_table(&check.components, &mut out);
     }
     if let Some(s) = p.measurement_seconds {
         writeln!(

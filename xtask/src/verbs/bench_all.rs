@@ -534,6 +534,17 @@ impl Plan {
             .collect()
     }
 
+    /// The selected ids of executables built only with OpenTelemetry: the component benches,
+    /// which measure parts of the integration and have no plain side to compare with.
+    pub(crate) fn otel_only(&self) -> BTreeSet<String> {
+        self.by_name
+            .values()
+            .filter(|m| !m.contains_key(PLAIN))
+            .flat_map(|m| m.values())
+            .flat_map(|(_, ids)| ids.iter().cloned())
+            .collect()
+    }
+
     pub(crate) fn processes(&self, only: Option<&BTreeSet<String>>) -> usize {
         self.by_name
             .values()

@@ -9,6 +9,11 @@
 //! Blocks are independent units, so `--resume RUN` adds blocks to an earlier overhead run, as long
 //! as they measure the same build the same way (commit, clean tree, machine, rustc, profile,
 //! sampler ratio, critical paths): a run that ended inconclusive at its cap is extended, not redone.
+//!
+//! After the blocks, the component benches (the executables built only with OpenTelemetry:
+//! span creation, metrics, context propagation, export) run the profile's number of replicates
+//! into a run of their own, `<run>-components`, for the report's per-component table. They have
+//! no plain side, so they take no part in the blocks, and they are not counted in the time cap.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -24,6 +29,7 @@ use crate::verdict::{self, Outcome, Status};
 
 const REF: &str = "overhead";
 const WORST_REF: &str = "overhead-ratio1";
+const COMPONENTS_REF: &str = "overhead-components";
 
 /// ABBA blocks until every critical path's CI is tight (at least two blocks), the time cap passes
 /// or `max_blocks` are done; returns the check and the paths still too wide ("inconclusive").
@@ -32,6 +38,7 @@ const WORST_REF: &str = "overhead-ratio1";
 fn blocks(
     runner: &mut Runner,
     plan: &bench_all::Plan,
+    paths: &BTreeSet<String>,
     run: &mut RunFile,
     policy: &Policy,
     first: usize,
@@ -42,8 +49,8 @@ fn blocks(
     let mut blocks = first;
     loop {
         // Replicates 2b (P O) and 2b + 1 (O P) form block b: P O O P.
-        runner.replicate(run, plan, 2 * blocks as u32, None)?;
-        runner.replicate(run, plan, 2 * blocks as u32 + 1, None)?;
+        runner.replicate(run, plan, 2 * blocks as u32, Some(paths))?;
+        runner.replicate(run, plan, 2 * blocks as u32 + 1, Some(paths))?;
         blocks += 1;
         let check = verdict::overhead(policy, run, true, 2);
         let critical = check.rows.iter().filter(|r| r.critical).count();
@@ -68,7 +75,7 @@ fn blocks(
         if blocks >= 2 && (wide.is_empty() || next_ends > cap || these >= max_blocks) {
             return Ok((check, wide));
         }
-        runner.total = runner.done + plan.processes(None) * 4;
+        runner.total = runner.done + plan.processes(Some(paths)) * 4;
     }
 }
 
@@ -184,9 +191,11 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         &policy,
         opts.prebuilt.as_deref(),
         opts.filter.as_deref(),
-        |id| critical.contains(id),
+        |_| true,
     )?;
-    if plan.selected().is_empty() {
+    let paths: BTreeSet<String> = plan.selected().intersection(&critical).cloned().collect();
+    let components = plan.otel_only();
+    if paths.is_empty() {
         return Err(Error::input(
             "critical paths",
             format!(
@@ -208,7 +217,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     let scratch = bench_all::Scratch::choose();
     let (mut run, first) = match &opts.resume {
         Some(name) => {
-            let (run, first) = resume(layout, name, &fresh, &plan.selected())?;
+            let (run, first) = resume(layout, name, &fresh, &paths)?;
             eprintln!(
                 "resuming {}: {first} blocks, measured in {:.1} minutes",
                 run.name,
@@ -247,12 +256,13 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         endpoint: receiver.as_ref().map(|r| r.endpoint.clone()),
         started: Instant::now(),
         done: 0,
-        total: plan.processes(None) * 4 * 2,
+        total: plan.processes(Some(&paths)) * 4 * 2,
     };
     let target = policy.overhead.ci_half_width;
     let (check, inconclusive) = blocks(
         &mut runner,
         &plan,
+        &paths,
         &mut run,
         &policy,
         first,
@@ -280,6 +290,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         let (c, _) = blocks(
             &mut runner,
             &plan,
+            &paths,
             &mut worst_run,
             &policy,
             0,
@@ -291,6 +302,30 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     } else {
         None
     };
+    let mut check = check;
+    if !components.is_empty() {
+        let mut comp_run = bench_all::new_run(
+            layout,
+            &profile_name,
+            &profile,
+            sample_ratio,
+            run.environment.clone(),
+            None,
+        );
+        comp_run.name = format!("{}-components", run.name);
+        comp_run.commands.push(scratch.describe());
+        runner.sample_ratio = sample_ratio;
+        runner.git_ref = COMPONENTS_REF;
+        runner.started = Instant::now();
+        runner.total =
+            runner.done + plan.processes(Some(&components)) * profile.replicates as usize;
+        let _ = std::fs::remove_dir_all(layout.criterion_root(COMPONENTS_REF));
+        for replicate in 0..profile.replicates {
+            runner.replicate(&mut comp_run, &plan, replicate, Some(&components))?;
+        }
+        comp_run.save(&layout.runs().join(format!("{}.json", comp_run.name)))?;
+        check.components = verdict::overhead(&policy, &comp_run, true, 2).components;
+    }
     drop(receiver);
     let run_path = layout.runs().join(format!("{}-overhead.json", run.name));
     run.save(&run_path)?;

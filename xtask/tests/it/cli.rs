@@ -459,6 +459,14 @@ fn unknown_flags_and_verbs_exit_two() {
 #[test]
 fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
     let ws = fake_workspace("otel", true);
+    // A component bench: built only with OpenTelemetry, so it has no plain side.
+    fake_bench(
+        &ws.path().join("prebuilt/otel/fake_components"),
+        "otel",
+        &["fake_components/span_create"],
+        905.0,
+        true,
+    );
     let out = otel_overhead(ws.path(), &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -478,6 +486,38 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
         md.contains("Measured in "),
         "the report says how long: {md}"
     );
+    // The components run after the blocks, the profile's two replicates, into a run of their own,
+    // and the report has their table; they take no part in the blocks.
+    assert!(
+        md.contains(
+            "| `fake_components/span_create` | 905.000 ns | [905.000 ns, 905.000 ns] | 2 |"
+        ),
+        "{md}"
+    );
+    let runs = ws.path().join("target/perf/runs");
+    let components = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-components.json"))
+        .expect("a components run");
+    let components = xtask::run::RunFile::load(&components).unwrap();
+    assert_eq!(
+        components
+            .estimates("fake_components/span_create", "otel")
+            .len(),
+        2
+    );
+    assert_eq!(
+        components.benches.keys().collect::<Vec<_>>(),
+        ["fake_components/span_create"]
+    );
+    let overhead = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-overhead.json"))
+        .unwrap();
+    let overhead = xtask::run::RunFile::load(&overhead).unwrap();
+    assert!(!overhead.benches.contains_key("fake_components/span_create"));
 
     // The worst case (every span sampled) is measured after, and reported beside the budgets.
     let out = otel_overhead(ws.path(), &["--worst-case"]);
