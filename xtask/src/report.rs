@@ -857,10 +857,11 @@ pub fn overhead_markdown(
         )
         .ok();
     }
-    if !check.components.is_empty() {
+    if check.average.is_none() {
+        // A table needs a blank line before the next block, or it swallows it as rows.
         out.push('\n');
-        component_table(&check.components, &mut out);
     }
+    component_table(&check.components, &mut out);
     if let Some(s) = p.measurement_seconds {
         writeln!(
             out,
