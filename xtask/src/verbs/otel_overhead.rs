@@ -31,10 +31,17 @@ const REF: &str = "overhead";
 const WORST_REF: &str = "overhead-ratio1";
 const COMPONENTS_REF: &str = "overhead-components";
 
+/// What stops one invocation's blocks, besides tight CIs: both count the blocks of this call.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// The time cap: no block starts that would end after it.
+    cap: Duration,
+    max_blocks: usize,
+}
+
 /// ABBA blocks until every critical path's CI is tight (at least two blocks), the time cap passes
 /// or `max_blocks` are done; returns the check and the paths still too wide ("inconclusive").
-/// `first` blocks are already in `run` (a resumed run); `cap` and `max_blocks` count the blocks of
-/// this call.
+/// Only the critical `paths` are measured. `first` blocks are already in `run` (a resumed run).
 fn blocks(
     runner: &mut Runner,
     plan: &bench_all::Plan,
@@ -42,8 +49,7 @@ fn blocks(
     run: &mut RunFile,
     policy: &Policy,
     first: usize,
-    cap: Duration,
-    max_blocks: usize,
+    limits: Limits,
 ) -> Result<(verdict::OverheadCheck, BTreeSet<String>)> {
     let target = policy.overhead.ci_half_width;
     let mut blocks = first;
@@ -72,7 +78,8 @@ fn blocks(
         let elapsed = runner.started.elapsed();
         let these = blocks - first;
         let next_ends = elapsed + elapsed / these as u32;
-        if blocks >= 2 && (wide.is_empty() || next_ends > cap || these >= max_blocks) {
+        if blocks >= 2 && (wide.is_empty() || next_ends > limits.cap || these >= limits.max_blocks)
+        {
             return Ok((check, wide));
         }
         runner.total = runner.done + plan.processes(Some(paths)) * 4;
@@ -244,8 +251,10 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             "give the time cap in minutes, for example --max-minutes 30",
         ));
     }
-    let cap = Duration::from_secs_f64(minutes * 60.0);
-    let max_blocks = opts.max_blocks.unwrap_or(usize::MAX).max(1);
+    let limits = Limits {
+        cap: Duration::from_secs_f64(minutes * 60.0),
+        max_blocks: opts.max_blocks.unwrap_or(usize::MAX).max(1),
+    };
     let mut runner = Runner {
         layout,
         scratch: &scratch,
@@ -259,16 +268,8 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         total: plan.processes(Some(&paths)) * 4 * 2,
     };
     let target = policy.overhead.ci_half_width;
-    let (check, inconclusive) = blocks(
-        &mut runner,
-        &plan,
-        &paths,
-        &mut run,
-        &policy,
-        first,
-        cap,
-        max_blocks,
-    )?;
+    let (check, inconclusive) =
+        blocks(&mut runner, &plan, &paths, &mut run, &policy, first, limits)?;
     run.measurement_seconds =
         Some(run.measurement_seconds.unwrap_or(0.0) + runner.started.elapsed().as_secs_f64());
     // The worst case: every span sampled. Information beside the budgeted figures.
@@ -294,8 +295,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             &mut worst_run,
             &policy,
             0,
-            cap,
-            max_blocks,
+            limits,
         )?;
         worst_run.save(&layout.runs().join(format!("{}.json", worst_run.name)))?;
         Some(c)
