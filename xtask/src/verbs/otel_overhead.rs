@@ -10,10 +10,10 @@
 //! as they measure the same build the same way (commit, clean tree, machine, rustc, profile,
 //! sampler ratio, critical paths): a run that ended inconclusive at its cap is extended, not redone.
 //!
-//! After the blocks, the component benches (the executables built only with OpenTelemetry:
+//! Before the blocks, the component benches (the executables built only with OpenTelemetry:
 //! span creation, metrics, context propagation, export) run the profile's number of replicates
 //! into a run of their own, `<run>-components`, for the report's per-component table. They have
-//! no plain side, so they take no part in the blocks, and they are not counted in the time cap.
+//! no plain side, so they take no part in the blocks; their time counts against the cap.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -251,7 +251,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             "give the time cap in minutes, for example --max-minutes 30",
         ));
     }
-    let limits = Limits {
+    let mut limits = Limits {
         cap: Duration::from_secs_f64(minutes * 60.0),
         max_blocks: opts.max_blocks.unwrap_or(usize::MAX).max(1),
     };
@@ -265,8 +265,33 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         endpoint: receiver.as_ref().map(|r| r.endpoint.clone()),
         started: Instant::now(),
         done: 0,
-        total: plan.processes(Some(&paths)) * 4 * 2,
+        total: plan.processes(Some(&paths)) * 4 * 2
+            + plan.processes(Some(&components)) * profile.replicates as usize,
     };
+    // The components first, inside the cap: `ci` hands this instrument what is left of its budget.
+    let mut component_rows = Vec::new();
+    if !components.is_empty() {
+        let mut comp_run = bench_all::new_run(
+            layout,
+            &profile_name,
+            &profile,
+            sample_ratio,
+            run.environment.clone(),
+            None,
+        );
+        comp_run.name = format!("{}-components", run.name);
+        comp_run.commands.push(scratch.describe());
+        runner.git_ref = COMPONENTS_REF;
+        let _ = std::fs::remove_dir_all(layout.criterion_root(COMPONENTS_REF));
+        for replicate in 0..profile.replicates {
+            runner.replicate(&mut comp_run, &plan, replicate, Some(&components))?;
+        }
+        comp_run.save(&layout.runs().join(format!("{}.json", comp_run.name)))?;
+        component_rows = verdict::overhead(&policy, &comp_run, true, 2).components;
+        limits.cap = limits.cap.saturating_sub(runner.started.elapsed());
+        runner.git_ref = REF;
+        runner.started = Instant::now();
+    }
     let target = policy.overhead.ci_half_width;
     let (check, inconclusive) =
         blocks(&mut runner, &plan, &paths, &mut run, &policy, first, limits)?;
@@ -303,29 +328,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         None
     };
     let mut check = check;
-    if !components.is_empty() {
-        let mut comp_run = bench_all::new_run(
-            layout,
-            &profile_name,
-            &profile,
-            sample_ratio,
-            run.environment.clone(),
-            None,
-        );
-        comp_run.name = format!("{}-components", run.name);
-        comp_run.commands.push(scratch.describe());
-        runner.sample_ratio = sample_ratio;
-        runner.git_ref = COMPONENTS_REF;
-        runner.started = Instant::now();
-        runner.total =
-            runner.done + plan.processes(Some(&components)) * profile.replicates as usize;
-        let _ = std::fs::remove_dir_all(layout.criterion_root(COMPONENTS_REF));
-        for replicate in 0..profile.replicates {
-            runner.replicate(&mut comp_run, &plan, replicate, Some(&components))?;
-        }
-        comp_run.save(&layout.runs().join(format!("{}.json", comp_run.name)))?;
-        check.components = verdict::overhead(&policy, &comp_run, true, 2).components;
-    }
+    check.components = component_rows;
     drop(receiver);
     let run_path = layout.runs().join(format!("{}-overhead.json", run.name));
     run.save(&run_path)?;

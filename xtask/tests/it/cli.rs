@@ -486,7 +486,7 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
         md.contains("Measured in "),
         "the report says how long: {md}"
     );
-    // The components run after the blocks, the profile's two replicates, into a run of their own,
+    // The components run before the blocks, the profile's two replicates, into a run of their own,
     // and the report has their table; they take no part in the blocks.
     assert!(
         md.contains(
@@ -500,6 +500,12 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
         .map(|e| e.unwrap().path())
         .find(|p| p.to_string_lossy().ends_with("-components.json"))
         .expect("a components run");
+    let err = stderr(&out);
+    let (first_component, first_block) = (
+        err.find("fake_components (otel) replicate 1").unwrap(),
+        err.find("block 1 (").unwrap(),
+    );
+    assert!(first_component < first_block, "inside the cap: {err}");
     let components = xtask::run::RunFile::load(&components).unwrap();
     assert_eq!(
         components
