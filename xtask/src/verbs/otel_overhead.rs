@@ -265,8 +265,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         endpoint: receiver.as_ref().map(|r| r.endpoint.clone()),
         started: Instant::now(),
         done: 0,
-        total: plan.processes(Some(&paths)) * 4 * 2
-            + plan.processes(Some(&components)) * profile.replicates as usize,
+        total: plan.processes(Some(&components)) * profile.replicates as usize,
     };
     // The components first, inside the cap: `ci` hands this instrument what is left of its budget.
     let mut component_rows = Vec::new();
@@ -289,9 +288,12 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         comp_run.save(&layout.runs().join(format!("{}.json", comp_run.name)))?;
         component_rows = verdict::overhead(&policy, &comp_run, true, 2).components;
         limits.cap = limits.cap.saturating_sub(runner.started.elapsed());
-        runner.git_ref = REF;
-        runner.started = Instant::now();
     }
+    // The blocks count their own progress and pace (the cap's forecast uses it).
+    runner.git_ref = REF;
+    runner.started = Instant::now();
+    runner.done = 0;
+    runner.total = plan.processes(Some(&paths)) * 4 * 2;
     let target = policy.overhead.ci_half_width;
     let (check, inconclusive) =
         blocks(&mut runner, &plan, &paths, &mut run, &policy, first, limits)?;
