@@ -119,6 +119,9 @@ pub struct Overhead {
     pub overhead: f64,
     /// 95 % t-interval over blocks (blocks − 1 df); `None` with one block.
     pub ci: Option<(f64, f64)>,
+    /// Two-sided p-value of "no overhead" (mean r = 0) from the same t; `None` with one block.
+    #[serde(default)]
+    pub p: Option<f64>,
     pub blocks: usize,
 }
 
@@ -243,14 +246,22 @@ pub fn overhead_from_log_ratios(r: &[f64]) -> Option<Overhead> {
         return None;
     }
     let m = mean(r);
+    let df = r.len() as f64 - 1.0;
+    let se = (variance(r) / r.len() as f64).sqrt();
     let ci = (r.len() >= 2).then(|| {
-        let se = (variance(r) / r.len() as f64).sqrt();
-        let tq = t_quantile(0.975, r.len() as f64 - 1.0);
+        let tq = t_quantile(0.975, df);
         ((m - tq * se).exp_m1(), (m + tq * se).exp_m1())
+    });
+    // Identical blocks (se = 0) are certain: p is 0 unless the mean is exactly 0.
+    let p = (r.len() >= 2).then(|| match (se > 0.0, m != 0.0) {
+        (true, _) => t_two_sided_p(m / se, df),
+        (false, true) => 0.0,
+        (false, false) => 1.0,
     });
     Some(Overhead {
         overhead: m.exp_m1(),
         ci,
+        p,
         blocks: r.len(),
     })
 }

@@ -150,8 +150,13 @@ fn abba_overhead_matches_reference() {
     let (lo, hi) = o.ci.unwrap();
     assert!(close(lo, 0.014562411066973778, 1e-6), "{lo}");
     assert!(close(hi, 0.057114051885978616, 1e-6), "{hi}");
+    // scipy.stats.ttest_1samp([0.02, 0.05, 0.03, 0.04], 0).pvalue
+    assert!(close(o.p.unwrap(), 0.012307551821486276, 1e-6), "{:?}", o.p);
     let one = stats::abba_overhead(&blocks[..1]).unwrap();
-    assert!(one.ci.is_none(), "one block has no interval");
+    assert!(
+        one.ci.is_none() && one.p.is_none(),
+        "one block has no interval"
+    );
     assert!(one.half_width().is_infinite());
 }
 

@@ -243,6 +243,46 @@ fn overhead_verdicts_against_budgets() {
     );
 }
 
+#[test]
+fn an_overhead_fails_only_when_significant_across_the_family() {
+    // Four blocks (one replicate each) with log-ratios r; the estimates off are 100.
+    let blocks = |h: &mut xtask::run::RunFile, id: &str, r: [f64; 4]| {
+        add(h, id, "plain", &[100.0; 4], None);
+        add(h, id, "otel", &r.map(|r| 100.0 * r.exp()), None);
+    };
+    let hot = [0.04, 0.10, 0.13, 0.18];
+    let mut alone = empty_run("head", "standard");
+    blocks(&mut alone, "p2p_cli_commands/search", hot);
+    let o = verdict::judge(&policy(), &alone, None, "2026-11-20").overhead;
+    let row = &o.rows[0];
+    let ov = row.overhead.unwrap();
+    // scipy.stats.ttest_1samp([0.04, 0.10, 0.13, 0.18], 0): p = 0.031052818812268373.
+    assert!(
+        (ov.p.unwrap() - 0.031052818812268373).abs() < 1e-6,
+        "{ov:?}"
+    );
+    assert!((ov.overhead - 0.11907225691278067).abs() < 1e-9);
+    assert_eq!(row.verdict, Verdict::Fail, "+11.9 %, p = 0.031, alone");
+
+    // The same path beside two without overhead: q = 3 × 0.031 = 0.093, so not proven.
+    let mut family = alone.clone();
+    blocks(
+        &mut family,
+        "p2p_cli_commands/install",
+        [0.01, -0.01, 0.02, -0.02],
+    );
+    blocks(
+        &mut family,
+        "p2p_cli_commands/publish",
+        [0.03, -0.02, 0.01, -0.01],
+    );
+    let o = verdict::judge(&policy(), &family, None, "2026-11-20").overhead;
+    let get = |id: &str| o.rows.iter().find(|r| r.id == id).unwrap().verdict;
+    assert_eq!(get("p2p_cli_commands/search"), Verdict::Warn);
+    assert_eq!(get("p2p_cli_commands/install"), Verdict::Pass);
+    assert_eq!(get("p2p_cli_commands/publish"), Verdict::Pass);
+}
+
 fn scaling_run(exponent: f64) -> xtask::run::RunFile {
     let mut h = empty_run("head", "standard");
     for n in [100.0f64, 1000.0, 10000.0] {
