@@ -537,34 +537,12 @@ pub fn overhead(policy: &Policy, head: &RunFile, gated: bool, per_block: usize) 
     let o = &policy.overhead;
     let alpha = policy.thresholds.alpha;
     let mut rows = Vec::new();
-    let mut components = Vec::new();
     for (id, bench) in &head.benches {
         let critical = o.critical_paths.contains(id);
         let r = block_ratios(head, id, per_block);
-        if r.is_empty() {
-            if !bench.variants.contains_key(PLAIN)
-                && let Some(reps) = bench.variants.get(OTEL)
-            {
-                let xs: Vec<f64> = reps.iter().map(|r| r.estimate).collect();
-                let ci = (xs.len() >= 2).then(|| {
-                    let half = stats::t_quantile(0.975, xs.len() as f64 - 1.0)
-                        * (stats::variance(&xs) / xs.len() as f64).sqrt();
-                    (stats::mean(&xs) - half, stats::mean(&xs) + half)
-                });
-                components.push(ComponentRow {
-                    id: id.clone(),
-                    mean: stats::mean(&xs),
-                    ci,
-                    replicates: xs.len(),
-                });
-            } else if critical {
-                rows.push(OverheadRow {
-                    id: id.clone(),
-                    critical,
-                    overhead: None,
-                    verdict: Verdict::NotMeasured,
-                });
-            }
+        // Components have no overhead; any other bench without blocks is a row only when it is a
+        // critical path ("not measured").
+        if r.is_empty() && (is_component(bench) || !critical) {
             continue;
         }
         rows.push(OverheadRow {
@@ -575,25 +553,20 @@ pub fn overhead(policy: &Policy, head: &RunFile, gated: bool, per_block: usize) 
         });
     }
     // One family: every bench of this check, as for regressions.
-    let ps: Vec<(usize, f64)> = rows
+    let ps: Vec<f64> = rows
         .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.overhead.and_then(|ov| ov.p).map(|p| (i, p)))
+        .filter_map(|r| r.overhead.and_then(|ov| ov.p))
         .collect();
-    let qs = stats::benjamini_hochberg(&ps.iter().map(|&(_, p)| p).collect::<Vec<_>>());
-    let mut q = vec![None; rows.len()];
-    for (&(i, _), &qi) in ps.iter().zip(&qs) {
-        q[i] = Some(qi);
-    }
-    for (row, q) in rows.iter_mut().zip(q) {
+    let mut qs = stats::benjamini_hochberg(&ps).into_iter();
+    for row in &mut rows {
+        let Some(ov) = row.overhead else { continue };
+        let q = ov.p.and_then(|_| qs.next());
         let (fail, warn) = if row.critical {
             (o.critical_fail, o.critical_warn)
         } else {
             (o.any_bench_fail, o.any_bench_fail)
         };
-        if let Some(ov) = row.overhead {
-            row.verdict = overhead_verdict(&ov, q, alpha, fail, warn);
-        }
+        row.verdict = overhead_verdict(&ov, q, alpha, fail, warn);
     }
     // The average over critical paths: per block, the mean log-ratio over the paths.
     let paths: Vec<Vec<f64>> = o
@@ -626,8 +599,37 @@ pub fn overhead(policy: &Policy, head: &RunFile, gated: bool, per_block: usize) 
         rows,
         average,
         average_verdict,
-        components,
+        components: components(head),
     }
+}
+
+/// A bench measured on the otel variant only: a part of the OpenTelemetry integration, whose
+/// cost is its time, with no plain side to compare with.
+fn is_component(bench: &crate::run::Bench) -> bool {
+    !bench.variants.contains_key(PLAIN) && bench.variants.contains_key(OTEL)
+}
+
+/// The component benches of a run: the mean of their replicate estimates with a t-interval.
+pub fn components(run: &RunFile) -> Vec<ComponentRow> {
+    run.benches
+        .iter()
+        .filter(|(_, bench)| is_component(bench))
+        .filter_map(|(id, bench)| bench.variants.get(OTEL).map(|reps| (id, reps)))
+        .map(|(id, reps)| {
+            let xs: Vec<f64> = reps.iter().map(|r| r.estimate).collect();
+            let ci = (xs.len() >= 2).then(|| {
+                let half = stats::t_quantile(0.975, xs.len() as f64 - 1.0)
+                    * (stats::variance(&xs) / xs.len() as f64).sqrt();
+                (stats::mean(&xs) - half, stats::mean(&xs) + half)
+            });
+            ComponentRow {
+                id: id.clone(),
+                mean: stats::mean(&xs),
+                ci,
+                replicates: xs.len(),
+            }
+        })
+        .collect()
 }
 
 /// `q` is the overhead's p-value after Benjamini–Hochberg over its family (its own p for the

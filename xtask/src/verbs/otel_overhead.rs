@@ -267,26 +267,32 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         done: 0,
         total: plan.processes(Some(&components)) * profile.replicates as usize,
     };
-    // The components first, inside the cap: `ci` hands this instrument what is left of its budget.
-    let mut component_rows = Vec::new();
-    if !components.is_empty() {
-        let mut comp_run = bench_all::new_run(
+    // A run beside the overhead run (`<run>-<suffix>`), measured into its own Criterion trees.
+    let (run_name, environment) = (run.name.clone(), run.environment.clone());
+    let side_run = |suffix: &str, ratio: f64, git_ref: &str| {
+        let mut side = bench_all::new_run(
             layout,
             &profile_name,
             &profile,
-            sample_ratio,
-            run.environment.clone(),
+            ratio,
+            environment.clone(),
             None,
         );
-        comp_run.name = format!("{}-components", run.name);
-        comp_run.commands.push(scratch.describe());
+        side.name = format!("{run_name}-{suffix}");
+        side.commands.push(scratch.describe());
+        let _ = std::fs::remove_dir_all(layout.criterion_root(git_ref));
+        side
+    };
+    // The components first, inside the cap: `ci` hands this instrument what is left of its budget.
+    let mut component_rows = Vec::new();
+    if !components.is_empty() {
+        let mut comp_run = side_run("components", sample_ratio, COMPONENTS_REF);
         runner.git_ref = COMPONENTS_REF;
-        let _ = std::fs::remove_dir_all(layout.criterion_root(COMPONENTS_REF));
         for replicate in 0..profile.replicates {
             runner.replicate(&mut comp_run, &plan, replicate, Some(&components))?;
         }
         comp_run.save(&layout.runs().join(format!("{}.json", comp_run.name)))?;
-        component_rows = verdict::overhead(&policy, &comp_run, true, 2).components;
+        component_rows = verdict::components(&comp_run);
         limits.cap = limits.cap.saturating_sub(runner.started.elapsed());
     }
     // The blocks count their own progress and pace (the cap's forecast uses it).
@@ -295,26 +301,17 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     runner.done = 0;
     runner.total = plan.processes(Some(&paths)) * 4 * 2;
     let target = policy.overhead.ci_half_width;
-    let (check, inconclusive) =
+    let (mut check, inconclusive) =
         blocks(&mut runner, &plan, &paths, &mut run, &policy, first, limits)?;
+    check.components = component_rows;
     run.measurement_seconds =
         Some(run.measurement_seconds.unwrap_or(0.0) + runner.started.elapsed().as_secs_f64());
     // The worst case: every span sampled. Information beside the budgeted figures.
     let worst = if opts.worst_case && sample_ratio < 1.0 {
-        let mut worst_run = bench_all::new_run(
-            layout,
-            &profile_name,
-            &profile,
-            1.0,
-            run.environment.clone(),
-            None,
-        );
-        worst_run.name = format!("{}-ratio1", run.name);
-        worst_run.commands.push(scratch.describe());
+        let mut worst_run = side_run("ratio1", 1.0, WORST_REF);
         runner.sample_ratio = 1.0;
         runner.git_ref = WORST_REF;
         runner.started = Instant::now();
-        let _ = std::fs::remove_dir_all(layout.criterion_root(WORST_REF));
         let (c, _) = blocks(
             &mut runner,
             &plan,
@@ -329,8 +326,6 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     } else {
         None
     };
-    let mut check = check;
-    check.components = component_rows;
     drop(receiver);
     let run_path = layout.runs().join(format!("{}-overhead.json", run.name));
     run.save(&run_path)?;

@@ -2,7 +2,7 @@
 //! executables are fakes (shell scripts) that speak the bench protocol and write Criterion trees.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::fixtures::{self, add, empty_run};
@@ -154,6 +154,15 @@ fn git(ws: &Path, args: &[&str]) -> String {
         .unwrap();
     assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The one run file in `runs` whose name ends with `suffix` (for example `-overhead.json`).
+fn run_file(runs: &Path, suffix: &str) -> PathBuf {
+    std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(suffix))
+        .unwrap_or_else(|| panic!("no run file *{suffix} in {}", runs.display()))
 }
 
 /// `otel-overhead` with the fakes and the test policy's `standard` profile.
@@ -495,18 +504,13 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
         "{md}"
     );
     let runs = ws.path().join("target/perf/runs");
-    let components = std::fs::read_dir(&runs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with("-components.json"))
-        .expect("a components run");
     let err = stderr(&out);
     let (first_component, first_block) = (
         err.find("fake_components (otel) replicate 1").unwrap(),
         err.find("block 1 (").unwrap(),
     );
     assert!(first_component < first_block, "inside the cap: {err}");
-    let components = xtask::run::RunFile::load(&components).unwrap();
+    let components = xtask::run::RunFile::load(&run_file(&runs, "-components.json")).unwrap();
     assert_eq!(
         components
             .estimates("fake_components/span_create", "otel")
@@ -517,12 +521,7 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
         components.benches.keys().collect::<Vec<_>>(),
         ["fake_components/span_create"]
     );
-    let overhead = std::fs::read_dir(&runs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with("-overhead.json"))
-        .unwrap();
-    let overhead = xtask::run::RunFile::load(&overhead).unwrap();
+    let overhead = xtask::run::RunFile::load(&run_file(&runs, "-overhead.json")).unwrap();
     assert!(!overhead.benches.contains_key("fake_components/span_create"));
 
     // The worst case (every span sampled) is measured after, and reported beside the budgets.
@@ -650,15 +649,11 @@ fn otel_overhead_resumes_a_run_of_the_same_build_and_refuses_any_other() {
     let out = otel_overhead(ws.path(), &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let runs = ws.path().join("target/perf/runs");
-    let name = std::fs::read_dir(&runs)
+    let name = run_file(&runs, "-overhead.json")
+        .file_stem()
         .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix("-overhead.json").map(str::to_owned)
-        })
-        .next()
-        .expect("an overhead run file")
-        + "-overhead";
+        .to_string_lossy()
+        .into_owned();
 
     // Identical processes: one more block is tight, and the blocks carry on the numbering.
     let out = otel_overhead(ws.path(), &["--resume", &name]);
