@@ -3,7 +3,9 @@
 //! ```text
 //! baselines/policy.toml                         thresholds, budgets, SLAs, profiles, waivers
 //! baselines/NAME.json                           committed run files
-//! target/perf/build/                           CARGO_TARGET_DIR of every bench build (both variants, base)
+//! target/perf/build/<side>/                    CARGO_TARGET_DIR of one side's bench builds (both variants)
+//! target/perf/exe/<side>/<variant>/<exe>        the executables measured (see `build`)
+//! target/perf/worktree/base/                    the base commit's worktree
 //! target/perf/criterion/<ref>/<variant>/<rep>/<exe>/   CRITERION_HOME and MARKET_PERF_OUT of one process
 //! target/perf/runs/NAME.json, latest.json       run files
 //! target/perf/report.md, report.json, pr-comment.md
@@ -40,13 +42,22 @@ impl Layout {
     pub fn baseline(&self, name: &str) -> PathBuf {
         self.baselines().join(format!("{name}.json"))
     }
-    /// One target directory for every bench build. Features cannot unify across cargo
-    /// invocations, and cargo keeps each feature set's artifacts apart (the hash in an artifact's
-    /// name covers its features and its package's path), so the plain and otel variants and a
-    /// `--base-ref` worktree share the dependencies they have in common and build libp2p and
-    /// OpenTelemetry once, not once per variant. The variant check still guards every executable.
-    pub fn build_dir(&self) -> PathBuf {
-        self.perf().join("build")
+    /// The target directory of one side's bench builds (`head`, `base`): one per source tree, never
+    /// shared between trees (see `build`). Within a tree the plain and otel variants share it:
+    /// features cannot unify across cargo invocations, and cargo keeps each feature set's
+    /// artifacts apart (the hash in an artifact's name covers its features), so libp2p and
+    /// OpenTelemetry are built once, not once per variant. The variant check still guards every
+    /// executable.
+    pub fn build_dir(&self, side: &str) -> PathBuf {
+        self.perf().join("build").join(side)
+    }
+    /// Where one side's executables are kept while they are measured.
+    pub fn exe_dir(&self, side: &str) -> PathBuf {
+        self.perf().join("exe").join(side)
+    }
+    /// The base commit's worktree.
+    pub fn worktree(&self) -> PathBuf {
+        self.perf().join("worktree").join("base")
     }
     pub fn criterion_root(&self, git_ref: &str) -> PathBuf {
         self.perf().join("criterion").join(git_ref)

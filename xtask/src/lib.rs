@@ -4,12 +4,14 @@
 //! - verbs (`verbs::*`): bench-all, compare, baseline, report, otel-overhead, simulate;
 //! - `report`: renders verdicts, knows no statistics;
 //! - `verdict`: applies the policy to statistics;
-//! - `run`: the run file;
+//! - `run`: the run file; `build`: each side's bench executables, built in its own tree and
+//!   target directory;
 //! - `criterion` (the reader), `stats` (pure functions), `policy`, and `error`, `layout`.
 //!
 //! Invariant: the xtask never links the marketplace crates; it knows the benches only through the
 //! executables it runs and the files they write.
 
+pub mod build;
 pub mod criterion;
 pub mod error;
 pub mod layout;

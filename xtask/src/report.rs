@@ -31,6 +31,9 @@ pub struct Provenance {
     pub incomparable: usize,
     /// Criterion HTML report folders, relative to the workspace root.
     pub html_reports: Vec<String>,
+    /// `<variant>/<executable>` → sha256 of what each side ran (empty for runs that predate it).
+    pub executables: std::collections::BTreeMap<String, String>,
+    pub base_executables: std::collections::BTreeMap<String, String>,
 }
 
 impl Provenance {
@@ -58,7 +61,7 @@ impl Provenance {
             commit: commit_of(head),
             base_commit: base.as_ref().map(|b| commit_of(b.0)),
             environment: head.environment.clone(),
-            base_environment: base.map(|b| b.0.environment.clone()),
+            base_environment: base.as_ref().map(|b| b.0.environment.clone()),
             replicates: head
                 .variants
                 .keys()
@@ -73,7 +76,55 @@ impl Provenance {
                 .filter(|r| !r.comparable)
                 .count(),
             html_reports: html,
+            executables: head.executables.clone(),
+            base_executables: base.map(|b| b.0.executables.clone()).unwrap_or_default(),
         }
+    }
+}
+
+/// The executables each side ran, by sha256, and whether the two sides ran the same code: the
+/// one fact that makes an A/B comparison mean what it says.
+fn executables(out: &mut String, p: &Provenance) {
+    let short = |h: &str| h[..h.len().min(12)].to_owned();
+    let list = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, h)| format!("`{k}` {}", short(h)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !p.executables.is_empty() {
+        writeln!(out, "- executables (sha256): {}", list(&p.executables)).ok();
+    }
+    if p.base_executables.is_empty() {
+        return;
+    }
+    writeln!(
+        out,
+        "- base executables (sha256): {}",
+        list(&p.base_executables)
+    )
+    .ok();
+    let shared: Vec<&String> = p
+        .base_executables
+        .keys()
+        .filter(|k| p.executables.contains_key(*k))
+        .collect();
+    let same = shared
+        .iter()
+        .filter(|k| p.executables[**k] == p.base_executables[**k])
+        .count();
+    if !shared.is_empty() {
+        let words = if same == shared.len() {
+            "identical: the two sides ran the same code (an A/A comparison)".to_owned()
+        } else if same == 0 {
+            "all different: each side ran its own build".to_owned()
+        } else {
+            format!(
+                "{same} of {} identical (unchanged by the commits between them)",
+                shared.len()
+            )
+        };
+        writeln!(out, "- base and head executables: {words}").ok();
     }
 }
 
@@ -565,6 +616,7 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
         )
         .ok();
     }
+    executables(&mut out, p);
     for c in &p.commands {
         writeln!(out, "- command: `{c}`").ok();
     }

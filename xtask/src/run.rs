@@ -35,6 +35,10 @@ pub struct RunFile {
     /// Wall-clock time of the measurement processes, build excluded.
     #[serde(default)]
     pub measurement_seconds: Option<f64>,
+    /// `<variant>/<executable>` → hex sha256 of the bench executable the processes ran: two runs
+    /// whose hashes agree measured the same code, and two that differ did not.
+    #[serde(default)]
+    pub executables: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,8 +5,10 @@
 //! # Protocol with the bench executables
 //!
 //! - Built by `cargo bench -p market-benches --no-run --message-format=json`, once without and once
-//!   with `--features otel`, in two cargo invocations (so features cannot unify) sharing one
-//!   `CARGO_TARGET_DIR` (target/perf/build), where cargo keeps each feature set's artifacts apart.
+//!   with `--features otel`, in two cargo invocations (so features cannot unify) sharing their
+//!   side's `CARGO_TARGET_DIR` (target/perf/build/<side>), where cargo keeps each feature set's
+//!   artifacts apart; a `--base-ref` commit builds in its own worktree and target directory, so
+//!   each side runs its own code (see [`crate::build`]).
 //! - Variant check: run with `MARKET_BENCH_VARIANT_CHECK=1` (and `--list`), an executable prints
 //!   exactly one line `market-bench-variant: plain` or `market-bench-variant: otel` to stdout and
 //!   exits 0. An executable reporting the other variant is refused (exit 2).
@@ -27,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use xshell::{Shell, cmd};
+use xshell::cmd;
 
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -57,152 +59,8 @@ pub struct Options {
     pub prebuilt: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
-pub struct Executable {
-    /// The bench target's name (`marketplace_search`).
-    pub name: String,
-    pub path: PathBuf,
-    pub variant: &'static str,
-}
-
-fn shell(layout: &Layout) -> Result<Shell> {
-    let sh = Shell::new().map_err(|e| {
-        Error::input(
-            "the shell",
-            e.to_string(),
-            "check the current directory exists",
-        )
-    })?;
-    sh.change_dir(&layout.root);
-    Ok(sh)
-}
-
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The executables of `cargo build`/`cargo bench --no-run --message-format=json` output:
-/// (target name, path) of every compiler-artifact with an executable of the given kind.
-pub fn parse_artifacts(stdout: &str, kind: &str) -> Vec<(String, PathBuf)> {
-    stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|v| v["reason"] == "compiler-artifact")
-        .filter(|v| {
-            v["target"]["kind"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == kind))
-        })
-        .filter_map(|v| {
-            Some((
-                v["target"]["name"].as_str()?.to_owned(),
-                PathBuf::from(v["executable"].as_str()?),
-            ))
-        })
-        .collect()
-}
-
-/// Whether cargo's JSON messages end with a successful `build-finished`.
-pub fn build_succeeded(stdout: &str) -> bool {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .any(|v| v["reason"] == "build-finished" && v["success"] == true)
-}
-
-/// Builds the bench executables of one variant in its own target directory.
-pub fn build(layout: &Layout, variant: &'static str, features: &[&str]) -> Result<Vec<Executable>> {
-    build_in(layout, &layout.root, &layout.build_dir(), variant, features)
-}
-
-/// Builds the bench executables of the workspace at `dir` into `target_dir`.
-pub fn build_in(
-    layout: &Layout,
-    dir: &Path,
-    target_dir: &Path,
-    variant: &'static str,
-    features: &[&str],
-) -> Result<Vec<Executable>> {
-    let sh = shell(layout)?;
-    sh.change_dir(dir);
-    let cargo = cargo();
-    let feature_args: Vec<String> = if features.is_empty() {
-        Vec::new()
-    } else {
-        vec!["--features".to_owned(), features.join(",")]
-    };
-    eprintln!("building the {variant} benches in {}", target_dir.display());
-    let shown = feature_args.join(" ");
-    // stdout carries cargo's JSON messages; stderr (progress, compiler errors) goes to the user,
-    // because a build is a long step. Success is cargo's own `build-finished` message.
-    let stdout = cmd!(
-        sh,
-        "{cargo} bench -p market-benches --no-run --message-format=json {feature_args...}"
-    )
-    .env("CARGO_TARGET_DIR", target_dir)
-    .quiet()
-    .ignore_status()
-    .read()
-    .map_err(|e| Error::Command {
-        command: "cargo bench --no-run".into(),
-        detail: e.to_string(),
-        help: "is cargo on PATH?".into(),
-    })?;
-    if !build_succeeded(&stdout) {
-        return Err(Error::Command {
-            command: format!("cargo bench -p market-benches --no-run {shown}"),
-            detail: "the build failed".into(),
-            help: "fix the compiler errors printed above; the gate measures only what compiles"
-                .into(),
-        });
-    }
-    let exes: Vec<Executable> = parse_artifacts(&stdout, "bench")
-        .into_iter()
-        .map(|(name, path)| Executable {
-            name,
-            path,
-            variant,
-        })
-        .collect();
-    if exes.is_empty() {
-        return Err(Error::Command {
-            command: "cargo bench -p market-benches --no-run".into(),
-            detail: "reported no bench executables".into(),
-            help: "check the [[bench]] targets of benches/Cargo.toml".into(),
-        });
-    }
-    Ok(exes)
-}
-
-/// Executables prepared elsewhere: every file in DIR/<variant>/.
-pub fn prebuilt(dir: &Path, variant: &'static str) -> Result<Vec<Executable>> {
-    let vdir = dir.join(variant);
-    let entries = std::fs::read_dir(&vdir).map_err(|source| Error::Read {
-        path: vdir.clone(),
-        source,
-        help: "--prebuilt DIR needs DIR/plain/ and DIR/otel/ with the bench executables".into(),
-    })?;
-    let mut exes: Vec<Executable> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .map(|path| Executable {
-            name: path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            path,
-            variant,
-        })
-        .collect();
-    exes.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(exes)
-}
+pub use crate::build::{Executable, build_succeeded, parse_artifacts, prebuilt};
+use crate::build::{Side, shell, tail};
 
 /// Refuses an executable that was not built as `expected` (see the protocol above).
 pub fn check_variant(exe: &Path, expected: &str) -> Result<()> {
@@ -387,29 +245,6 @@ impl Receiver {
     }
 }
 
-fn build_receiver(layout: &Layout) -> Result<PathBuf> {
-    let sh = shell(layout)?;
-    let cargo = cargo();
-    eprintln!("building the OTLP receiver");
-    let out = cmd!(sh, "{cargo} build -p market-telemetry --bin otlp-receiver --features receiver --profile bench --message-format=json")
-        .env("CARGO_TARGET_DIR", layout.build_dir())
-        .quiet()
-        .ignore_status()
-        .output()
-        .map_err(|e| Error::Command { command: "cargo build otlp-receiver".into(), detail: e.to_string(), help: "is cargo on PATH?".into() })?;
-    let found = parse_artifacts(&String::from_utf8_lossy(&out.stdout), "bin")
-        .into_iter()
-        .find(|(n, _)| n == "otlp-receiver");
-    match found {
-        Some((_, path)) if out.status.success() => Ok(path),
-        _ => Err(Error::Command {
-            command: "cargo build -p market-telemetry --bin otlp-receiver --features receiver".into(),
-            detail: tail(&String::from_utf8_lossy(&out.stderr), 20),
-            help: "the otel variant exports to the OTLP receiver binary of market-telemetry (feature `receiver`); fix its build".into(),
-        }),
-    }
-}
-
 /// This machine's fingerprint.
 pub fn environment(layout: &Layout) -> Environment {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -542,6 +377,15 @@ impl Plan {
             .filter(|m| !m.contains_key(PLAIN))
             .flat_map(|m| m.values())
             .flat_map(|(_, ids)| ids.iter().cloned())
+            .collect()
+    }
+
+    /// `<variant>/<executable>` → sha256 of every executable in the plan.
+    pub(crate) fn hashes(&self) -> BTreeMap<String, String> {
+        self.by_name
+            .values()
+            .flat_map(|m| m.values())
+            .map(|(exe, _)| (exe.key(), exe.sha256.clone()))
             .collect()
     }
 
@@ -804,7 +648,7 @@ pub(crate) fn new_run(
     )];
     for (_, features) in VARIANTS {
         commands.push(format!(
-            "CARGO_TARGET_DIR=target/perf/build cargo bench -p market-benches --no-run{}",
+            "CARGO_TARGET_DIR=target/perf/build/{HEAD_REF} cargo bench -p market-benches --no-run{}",
             if features.is_empty() {
                 String::new()
             } else {
@@ -829,6 +673,7 @@ pub(crate) fn new_run(
         benches: BTreeMap::new(),
         against,
         measurement_seconds: None,
+        executables: BTreeMap::new(),
     }
 }
 
@@ -846,7 +691,7 @@ pub(crate) fn prepare(
     for (variant, features) in VARIANTS {
         exes.extend(match prebuilt_dir {
             Some(dir) => prebuilt(dir, variant)?,
-            None => build(layout, variant, features)?,
+            None => crate::build::benches(layout, Side::Head, variant, features)?,
         });
     }
     let mut listed_all = BTreeSet::new();
@@ -871,9 +716,9 @@ pub(crate) fn prepare(
     Ok((plan, listed_all))
 }
 
-/// The base side of an A/B run: `git_ref` checked out in a worktree under target/perf/worktree,
-/// its plain benches built into their own target directory, checked and listed; it measures the
-/// ids the head side selected that it also has.
+/// The base side of an A/B run: `git_ref` checked out in the base worktree, its plain benches
+/// built into the base's own target directory, checked and listed; it measures the ids the head
+/// side selected that it also has.
 fn prepare_base(
     layout: &Layout,
     git_ref: &str,
@@ -900,38 +745,12 @@ fn prepare_base(
             )
         }
         None => {
-            let sh = shell(layout)?;
-            let tree = layout.perf().join("worktree").join(BASE_REF);
-            let _ = cmd!(sh, "git worktree remove --force {tree}")
-                .quiet()
-                .ignore_stderr()
-                .run();
-            let _ = cmd!(sh, "git worktree prune").quiet().run();
-            let out = cmd!(sh, "git worktree add --detach {tree} {git_ref}")
-                .quiet()
-                .ignore_status()
-                .output()
-                .map_err(|e| Error::Command {
-                    command: "git worktree add".into(),
-                    detail: e.to_string(),
-                    help: "is git on PATH?".into(),
-                })?;
-            if !out.status.success() {
-                return Err(Error::Command {
-                    command: format!("git worktree add --detach {} {git_ref}", tree.display()),
-                    detail: tail(&String::from_utf8_lossy(&out.stderr), 10),
-                    help: format!(
-                        "fetch the ref first (`git fetch origin {git_ref}`), with history (`fetch-depth: 0` in CI)"
-                    ),
-                });
-            }
-            let commit = cmd!(sh, "git -C {tree} rev-parse HEAD").quiet().read().ok();
-            eprintln!("base {git_ref} checked out at {}", tree.display());
-            let exes = build_in(layout, &tree, &layout.build_dir(), PLAIN, &[])?;
+            let commit = crate::build::checkout_base(layout, git_ref)?;
+            let exes = crate::build::benches(layout, Side::Base, PLAIN, &[])?;
             (
                 exes,
                 Git {
-                    commit,
+                    commit: Some(commit),
                     dirty: false,
                 },
             )
@@ -990,7 +809,7 @@ pub(crate) fn start_receiver(
     }
     let exe = match prebuilt_dir {
         Some(dir) => dir.join("otlp-receiver"),
-        None => build_receiver(layout)?,
+        None => crate::build::receiver(layout, Side::Head)?,
     };
     Receiver::start(&exe).map(Some)
 }
@@ -1073,6 +892,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         opts.against.clone(),
     );
     let name = run.name.clone();
+    run.executables = plan.hashes();
     let scratch = Scratch::choose();
     run.commands.push(scratch.describe());
 
@@ -1092,6 +912,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
             base_run.name = format!("{name}-base");
             base_run.commands.push(scratch.describe());
             base_run.git = base_git;
+            base_run.executables = base_plan.hashes();
             base_run.variants.remove(OTEL);
             run.against = Some(base_run.name.clone());
             Some((base_plan, base_run))

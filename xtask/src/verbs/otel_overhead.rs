@@ -150,6 +150,14 @@ fn resume(
             format!("{:?}", current.environment),
         ));
     }
+    // A rebuild with another toolchain or flags is another build, whatever the commit says.
+    if !run.executables.is_empty() && run.executables != current.executables {
+        return Err(differs(
+            "executables' sha256",
+            format!("{:?}", run.executables),
+            format!("{:?}", current.executables),
+        ));
+    }
     if run.profile != current.profile {
         return Err(differs(
             "profile",
@@ -213,7 +221,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         ));
     }
     let environment = bench_all::environment(layout);
-    let fresh = bench_all::new_run(
+    let mut fresh = bench_all::new_run(
         layout,
         &profile_name,
         &profile,
@@ -221,6 +229,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         environment,
         None,
     );
+    fresh.executables = plan.hashes();
     let scratch = bench_all::Scratch::choose();
     let (mut run, first) = match &opts.resume {
         Some(name) => {
@@ -280,6 +289,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         );
         side.name = format!("{run_name}-{suffix}");
         side.commands.push(scratch.describe());
+        side.executables = plan.hashes();
         let _ = std::fs::remove_dir_all(layout.criterion_root(git_ref));
         side
     };

@@ -125,6 +125,7 @@ fn empty_run(name: &str) -> RunFile {
         benches: BTreeMap::new(),
         against: None,
         measurement_seconds: None,
+        executables: BTreeMap::new(),
     }
 }
 

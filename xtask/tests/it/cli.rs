@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use crate::fixtures::{self, add, empty_run};
 
-fn xtask(ws: &Path, args: &[&str]) -> Output {
+pub(crate) fn xtask(ws: &Path, args: &[&str]) -> Output {
     xtask_with_env(ws, args, &[])
 }
 
@@ -25,15 +25,15 @@ fn xtask_with_env(ws: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
         .unwrap()
 }
 
-fn code(o: &Output) -> i32 {
+pub(crate) fn code(o: &Output) -> i32 {
     o.status.code().unwrap()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-const SMALL_POLICY: &str = r#"
+pub(crate) const SMALL_POLICY: &str = r#"
 [thresholds]
 regression_warn = 0.10
 regression_fail = 0.15
@@ -145,7 +145,7 @@ fn fake_workspace_with(otel_reports: &str, write: bool, otel_ns: f64) -> tempfil
 }
 
 /// Runs git in `ws`; returns its trimmed stdout.
-fn git(ws: &Path, args: &[&str]) -> String {
+pub(crate) fn git(ws: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
         .args(args)
@@ -766,7 +766,7 @@ fn bench_executables_are_read_from_cargo_messages() {
     let stdout = r#"{"reason":"compiler-artifact","package_id":"path+file:///tmp/critfix#0.1.0","manifest_path":"/tmp/critfix/Cargo.toml","target":{"kind":["bench"],"crate_types":["bin"],"name":"fix","src_path":"/tmp/critfix/benches/fix.rs","edition":"2024","doc":false,"doctest":false,"test":false},"profile":{"opt_level":"3","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":true},"features":[],"filenames":["/tmp/critfix/target/release/deps/fix-6e74c3f52980ecde"],"executable":"/tmp/critfix/target/release/deps/fix-6e74c3f52980ecde","fresh":true}
 {"reason":"compiler-artifact","package_id":"path+file:///tmp/critfix#0.1.0","manifest_path":"/tmp/critfix/Cargo.toml","target":{"kind":["lib"],"crate_types":["lib"],"name":"critfix","src_path":"/tmp/critfix/src/lib.rs","edition":"2024","doc":true,"doctest":true,"test":true},"profile":{"opt_level":"3","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":true},"features":[],"filenames":["/tmp/critfix/target/release/deps/critfix-b71335d5be5ab7ed"],"executable":"/tmp/critfix/target/release/deps/critfix-b71335d5be5ab7ed","fresh":true}
 {"reason":"build-finished","success":true}"#;
-    let exes = xtask::verbs::bench_all::parse_artifacts(stdout, "bench");
+    let exes = xtask::build::parse_artifacts(stdout, "bench");
     assert_eq!(
         exes,
         [(
@@ -774,8 +774,8 @@ fn bench_executables_are_read_from_cargo_messages() {
             std::path::PathBuf::from("/tmp/critfix/target/release/deps/fix-6e74c3f52980ecde")
         )]
     );
-    assert!(xtask::verbs::bench_all::build_succeeded(stdout));
-    assert!(!xtask::verbs::bench_all::build_succeeded(
+    assert!(xtask::build::build_succeeded(stdout));
+    assert!(!xtask::build::build_succeeded(
         &stdout.replace("\"success\":true", "\"success\":false")
     ));
 }

@@ -101,6 +101,7 @@ pub fn empty_run(name: &str, profile: &str) -> RunFile {
         benches: BTreeMap::new(),
         against: None,
         measurement_seconds: None,
+        executables: BTreeMap::new(),
     }
 }
 

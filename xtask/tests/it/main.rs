@@ -5,6 +5,7 @@ mod criterion;
 mod fixtures;
 mod policy;
 mod report;
+mod sides;
 mod simulation;
 mod stats;
 mod verdict;
