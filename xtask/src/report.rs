@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::policy::{ScalingMetric, Statistic};
 use crate::run::RunFile;
-use crate::verdict::{Judgement, Outcome, Status, Verdict};
+use crate::verdict::{Judgement, Outcome, Status, Test, Verdict};
 
 /// GitHub rejects longer comments.
 pub const PR_COMMENT_LIMIT: usize = 65_536;
@@ -300,7 +300,7 @@ fn summary_table(j: &Judgement, out: &mut String) {
 }
 
 fn regression_rows(rows: &[&crate::verdict::RegressionRow], out: &mut String) {
-    out.push_str("| bench | variant | change | 95 % CI | q | min. detectable | replicates (base/head) | verdict |\n|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| bench | variant | change | 95 % CI | q | min. detectable | replicates (base/head) | test | verdict |\n|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let mut v = verdict_cell(r.verdict);
         if r.unreplicated {
@@ -311,7 +311,7 @@ fn regression_rows(rows: &[&crate::verdict::RegressionRow], out: &mut String) {
         }
         writeln!(
             out,
-            "| `{}` | {} | {} | {} | {} | {} | {}/{} | {v} |",
+            "| `{}` | {} | {} | {} | {} | {} | {}/{} | {} | {v} |",
             r.id,
             r.variant,
             r.change.map_or("—".to_owned(), pct),
@@ -319,7 +319,12 @@ fn regression_rows(rows: &[&crate::verdict::RegressionRow], out: &mut String) {
             r.q.map_or("—".to_owned(), |q| format!("{q:.3}")),
             r.stats.map_or("—".to_owned(), |s| pct(s.mde)),
             r.base_n,
-            r.head_n
+            r.head_n,
+            match r.test {
+                Test::Paired { pairs } => format!("paired ({pairs})"),
+                Test::Welch => "Welch".to_owned(),
+                Test::None => "—".to_owned(),
+            }
         )
         .ok();
     }
@@ -395,7 +400,7 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
     match &j.regression {
         None => out.push_str("No comparison: run `cargo xtask bench-all --against NAME` or `cargo xtask compare OLD NEW`.\n\n"),
         Some(r) => {
-            writeln!(out, "Against `{}`. Change = exp(mean log head − mean log base) − 1 over replicate estimates (Σtimes/Σiters per process); 95 % CI and p from Welch's t on the logs; q after Benjamini–Hochberg over {} comparisons; minimum detectable change at 80 % power.\n", r.base, r.rows.iter().filter(|r| r.q.is_some()).count()).ok();
+            writeln!(out, "Against `{}`. Change = exp(mean log head − mean log base) − 1 over replicate estimates (Σtimes/Σiters per process). Where base and head were measured in pairs (the same suite, variant and seed, one process beside the other), the change, its 95 % CI and p come from a t over the pairs' log ratios (`paired`); otherwise from Welch's t on the logs (`Welch`). q after Benjamini–Hochberg over {} comparisons; minimum detectable change at 80 % power.\n", r.base, r.rows.iter().filter(|r| r.q.is_some()).count()).ok();
             if !r.same_machine {
                 out.push_str("> **Information only:** the baseline was recorded on another machine (environment fingerprints differ), so absolute times do not compare.\n\n");
             }

@@ -39,6 +39,11 @@ pub struct RunFile {
     /// whose hashes agree measured the same code, and two that differ did not.
     #[serde(default)]
     pub executables: BTreeMap<String, String>,
+    /// The run measured in pairs with this one: replicate i of each ran side by side (same suite,
+    /// variant and seed, one process right after the other), so comparisons between the two use
+    /// per-pair ratios.
+    #[serde(default)]
+    pub paired_with: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,6 +265,25 @@ impl RunFile {
             .and_then(|b| b.variants.get(variant))
             .into_iter()
             .flatten()
+    }
+
+    /// `(base, head)` estimates of the replicates of `id` in `variant` that `base` and `head`
+    /// measured side by side: only runs recorded as each other's pair, and only replicate numbers
+    /// comparable on both sides.
+    pub fn pairs(base: &RunFile, head: &RunFile, id: &str, variant: &str) -> Vec<(f64, f64)> {
+        let paired = head.paired_with.as_deref() == Some(base.name.as_str())
+            || base.paired_with.as_deref() == Some(head.name.as_str());
+        if !paired {
+            return Vec::new();
+        }
+        base.replicates(id, variant)
+            .filter(|b| b.comparable)
+            .filter_map(|b| {
+                head.replicates(id, variant)
+                    .find(|h| h.replicate == b.replicate && h.comparable)
+                    .map(|h| (b.estimate, h.estimate))
+            })
+            .collect()
     }
 
     /// Replicates per variant (the most any bench has).

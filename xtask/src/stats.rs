@@ -97,6 +97,45 @@ pub fn welch_log(base: &[f64], head: &[f64]) -> Option<Change> {
     })
 }
 
+/// A paired t-test on per-pair log ratios: `pairs[i] = (base, head)` measured side by side (the
+/// same suite, variant and seed, one process right after the other). A machine whose speed drifts
+/// over minutes moves both members of a pair alike, so the ratio keeps the change and drops the
+/// drift that Welch's test, which treats every process as independent, counts as evidence.
+/// `None` with fewer than two pairs or a non-positive estimate.
+pub fn paired_log(pairs: &[(f64, f64)]) -> Option<Change> {
+    if pairs.len() < 2
+        || pairs
+            .iter()
+            .any(|(b, h)| !(b.is_finite() && h.is_finite() && *b > 0.0 && *h > 0.0))
+    {
+        return None;
+    }
+    let d: Vec<f64> = pairs.iter().map(|(b, h)| h.ln() - b.ln()).collect();
+    let n = d.len() as f64;
+    let m = mean(&d);
+    let se = (variance(&d) / n).sqrt();
+    let df = n - 1.0;
+    if se == 0.0 {
+        // Every pair the same ratio: the difference is exact.
+        let c = m.exp_m1();
+        return Some(Change {
+            change: c,
+            ci: (c, c),
+            p: if m == 0.0 { 1.0 } else { 0.0 },
+            df,
+            mde: 0.0,
+        });
+    }
+    let tq = t_quantile(0.975, df);
+    Some(Change {
+        change: m.exp_m1(),
+        ci: ((m - tq * se).exp_m1(), (m + tq * se).exp_m1()),
+        p: t_two_sided_p(m / se, df),
+        df,
+        mde: ((tq + t_quantile(0.80, df)) * se).exp_m1(),
+    })
+}
+
 /// Benjamini–Hochberg adjusted p-values (q-values), in the input's order.
 pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
     let m = p.len();

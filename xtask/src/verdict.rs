@@ -117,6 +117,21 @@ pub struct RegressionRow {
     pub throughput: bool,
     /// The waiver's reason and link when one is in force.
     pub waived: Option<String>,
+    /// Which test produced `stats`.
+    pub test: Test,
+}
+
+/// How a regression row was tested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Test {
+    /// A t over per-pair log ratios: the sides were measured process beside process.
+    Paired { pairs: usize },
+    /// Welch's t on the logs: the runs were not measured in pairs, or fewer than two pairs are
+    /// complete.
+    Welch,
+    /// No statistics (a side unmeasured or unreplicated).
+    None,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -340,12 +355,25 @@ pub fn regression(
                 unreplicated: false,
                 throughput,
                 waived,
+                test: Test::None,
             };
             if !be.is_empty() && !he.is_empty() {
                 let log_mean =
                     |xs: &[f64]| stats::mean(&xs.iter().map(|x| x.ln()).collect::<Vec<_>>());
-                row.change = Some((log_mean(&he) - log_mean(&be)).exp_m1());
-                row.stats = stats::welch_log(&be, &he);
+                let pairs = RunFile::pairs(base, head, id, variant);
+                (row.stats, row.test) = match stats::paired_log(&pairs) {
+                    Some(s) => (Some(s), Test::Paired { pairs: pairs.len() }),
+                    None => match stats::welch_log(&be, &he) {
+                        Some(s) => (Some(s), Test::Welch),
+                        None => (None, Test::None),
+                    },
+                };
+                // The paired change is the mean of the pairs' ratios; it is the row's change, so
+                // the point and its CI come from the same statistic.
+                row.change = Some(match (row.test, row.stats) {
+                    (Test::Paired { .. }, Some(s)) => s.change,
+                    _ => (log_mean(&he) - log_mean(&be)).exp_m1(),
+                });
                 row.unreplicated = row.stats.is_none();
             }
             rows.push(row);

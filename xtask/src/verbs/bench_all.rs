@@ -503,10 +503,15 @@ impl Runner<'_> {
             )
         };
         eprintln!(
-            "[{}/{}] {} ({}) replicate {}: {} benches; elapsed {elapsed}s, about {eta} left",
+            "[{}/{}] {} ({}{}) replicate {}: {} benches; elapsed {elapsed}s, about {eta} left",
             self.done + 1,
             self.total.max(self.done + 1),
             exe.name,
+            if self.git_ref == BASE_REF {
+                "base "
+            } else {
+                ""
+            },
             exe.variant,
             replicate + 1,
             ids.len()
@@ -624,6 +629,61 @@ impl Runner<'_> {
     }
 }
 
+/// The processes of one replicate of an A/B run, suite by suite: each base process has the head's
+/// process of the same suite, variant (plain) and seed right beside it, in ABBA order over
+/// replicates (even replicates base, head plain, head otel; odd ones the reverse), so that a
+/// pair's ratio carries the change and not the minutes between its two processes. Head-only
+/// suites and variants keep their place in that order.
+pub(crate) fn paired_order(replicate: u32) -> [(&'static str, &'static str); 3] {
+    let mut steps = [(BASE_REF, PLAIN), (HEAD_REF, PLAIN), (HEAD_REF, OTEL)];
+    if !replicate.is_multiple_of(2) {
+        steps.reverse();
+    }
+    steps
+}
+
+impl Runner<'_> {
+    /// One paired replicate of every suite (see [`paired_order`]).
+    pub(crate) fn paired_replicate(
+        &mut self,
+        head: (&mut RunFile, &Plan),
+        base: (&mut RunFile, &Plan),
+        replicate: u32,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<()> {
+        let (head_run, head_plan) = head;
+        let (base_run, base_plan) = base;
+        let names: BTreeSet<&String> = head_plan
+            .by_name
+            .keys()
+            .chain(base_plan.by_name.keys())
+            .collect();
+        for name in names {
+            for (side, variant) in paired_order(replicate) {
+                let (plan, run) = if side == BASE_REF {
+                    (base_plan, &mut *base_run)
+                } else {
+                    (head_plan, &mut *head_run)
+                };
+                let Some((exe, ids)) = plan.by_name.get(name).and_then(|m| m.get(variant)) else {
+                    continue;
+                };
+                let ids: BTreeSet<String> = match only {
+                    Some(o) => ids.intersection(o).cloned().collect(),
+                    None => ids.clone(),
+                };
+                if !ids.is_empty() {
+                    self.git_ref = side;
+                    let measured = self.measure(run, exe, replicate, &ids);
+                    self.git_ref = HEAD_REF;
+                    measured?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An empty run file for this machine and commit, named `<UTC stamp>-<commit>`.
 pub(crate) fn new_run(
     layout: &Layout,
@@ -674,6 +734,7 @@ pub(crate) fn new_run(
         against,
         measurement_seconds: None,
         executables: BTreeMap::new(),
+        paired_with: None,
     }
 }
 
@@ -914,6 +975,8 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
             base_run.git = base_git;
             base_run.executables = base_plan.hashes();
             base_run.variants.remove(OTEL);
+            base_run.paired_with = Some(name.clone());
+            run.paired_with = Some(base_run.name.clone());
             run.against = Some(base_run.name.clone());
             Some((base_plan, base_run))
         }
@@ -935,30 +998,20 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         total: (plan.processes(None) + ab.as_ref().map_or(0, |(p, _)| p.processes(None)))
             * replicates as usize,
     };
-    // Head and base alternate B H H B …; within the head, variants alternate P O O P ….
+    // Base and head processes of one suite run in pairs, B H H B …; within the head, variants
+    // alternate P O O P ….
     let measure = |runner: &mut Runner,
                    run: &mut RunFile,
                    ab: &mut Option<(Plan, RunFile)>,
                    rep: u32,
                    only: Option<&BTreeSet<String>>|
      -> Result<()> {
-        let Some((base_plan, base_run)) = ab.as_mut() else {
-            return runner.replicate(run, &plan, rep, only);
-        };
-        for side in if rep.is_multiple_of(2) {
-            [BASE_REF, HEAD_REF]
-        } else {
-            [HEAD_REF, BASE_REF]
-        } {
-            runner.git_ref = side;
-            if side == BASE_REF {
-                runner.replicate(base_run, base_plan, rep, only)?;
-            } else {
-                runner.replicate(run, &plan, rep, only)?;
+        match ab.as_mut() {
+            Some((base_plan, base_run)) => {
+                runner.paired_replicate((run, &plan), (base_run, base_plan), rep, only)
             }
+            None => runner.replicate(run, &plan, rep, only),
         }
-        runner.git_ref = HEAD_REF;
-        Ok(())
     };
     for rep in 0..replicates {
         measure(&mut runner, &mut run, &mut ab, rep, None)?;

@@ -126,6 +126,7 @@ fn empty_run(name: &str) -> RunFile {
         against: None,
         measurement_seconds: None,
         executables: BTreeMap::new(),
+        paired_with: None,
     }
 }
 

@@ -605,8 +605,27 @@ fn ci_measures_the_base_ref_interleaved_and_gates_on_it() {
             String::from_utf8_lossy(&out.stdout),
             stderr(&out)
         );
-        // Base and head alternate: B H H B.
+        // Base and head processes of the suite run in pairs, B H H B, the head's otel process
+        // beside its plain one.
         let err = stderr(&out);
+        let order: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with('['))
+            .filter_map(|l| l.split_once("] ").map(|(_, rest)| rest))
+            .map(|rest| rest.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            &order[..6],
+            [
+                "fake_bench (base plain) replicate 1",
+                "fake_bench (plain) replicate 1",
+                "fake_bench (otel) replicate 1",
+                "fake_bench (otel) replicate 2",
+                "fake_bench (plain) replicate 2",
+                "fake_bench (base plain) replicate 2",
+            ],
+            "{err}"
+        );
         assert!(
             ws.path()
                 .join("target/perf/criterion/base/plain/1/fake_bench/fake/op/new/sample.json")
@@ -621,6 +640,8 @@ fn ci_measures_the_base_ref_interleaved_and_gates_on_it() {
         )
         .unwrap();
         assert_eq!(base.estimates("fake/op", "plain").len(), 2);
+        assert_eq!(run.paired_with.as_deref(), Some(base.name.as_str()));
+        assert_eq!(base.paired_with.as_deref(), Some(run.name.as_str()));
         let md = std::fs::read_to_string(ws.path().join("target/perf/report.md")).unwrap();
         assert!(
             md.contains(&format!(

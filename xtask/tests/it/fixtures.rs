@@ -102,6 +102,7 @@ pub fn empty_run(name: &str, profile: &str) -> RunFile {
         against: None,
         measurement_seconds: None,
         executables: BTreeMap::new(),
+        paired_with: None,
     }
 }
 

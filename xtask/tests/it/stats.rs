@@ -193,3 +193,37 @@ fn xorshift_is_uniform_and_normal_enough() {
     assert!(stats::mean(&n).abs() < 0.03);
     assert!((stats::variance(&n) - 1.0).abs() < 0.05);
 }
+
+#[test]
+fn paired_t_on_log_ratios_matches_the_textbook() {
+    // Student's sleep data (R: t.test(extra ~ group, data = sleep, paired = TRUE)): differences
+    // group 1 − group 2 of −1.2 −2.4 −1.3 −1.3 0.0 −1.0 −1.8 −0.8 −4.6 −1.4 give t = −4.0621,
+    // df = 9, p = 0.002833, mean −1.58, 95 % CI [−2.4598858, −0.7001142]. Here a tenth of each is a
+    // pair's log ratio: t, df and p are unchanged, the mean and CI scale by 0.1.
+    let d: [f64; 10] = [-1.2, -2.4, -1.3, -1.3, 0.0, -1.0, -1.8, -0.8, -4.6, -1.4];
+    let pairs: Vec<(f64, f64)> = d
+        .iter()
+        .map(|x| (1000.0, 1000.0 * (0.1 * x).exp()))
+        .collect();
+    let c = stats::paired_log(&pairs).unwrap();
+    assert_eq!(c.df, 9.0);
+    assert!(close(c.change, (-0.158f64).exp_m1(), 1e-12), "{}", c.change);
+    assert!(close(c.ci.0, (-0.24598858f64).exp_m1(), 1e-7), "{:?}", c.ci);
+    assert!(close(c.ci.1, (-0.07001142f64).exp_m1(), 1e-7), "{:?}", c.ci);
+    assert!(close(c.p, 0.002833, 1e-3), "{}", c.p);
+    // MDE: (t.975 + t.80) · se with se = sd/√n of the log ratios.
+    let se = 0.1 * 1.2299955 / 10f64.sqrt();
+    let want = ((2.2621571627 + 0.8834038440) * se).exp_m1();
+    assert!(close(c.mde, want, 1e-5), "{} vs {want}", c.mde);
+}
+
+#[test]
+fn paired_t_needs_two_valid_pairs_and_is_exact_for_equal_ratios() {
+    assert!(stats::paired_log(&[(1.0, 2.0)]).is_none());
+    assert!(stats::paired_log(&[(1.0, 2.0), (0.0, 1.0)]).is_none());
+    assert!(stats::paired_log(&[(1.0, 2.0), (f64::NAN, 1.0)]).is_none());
+    let c = stats::paired_log(&[(100.0, 125.0), (100.0, 125.0), (100.0, 125.0)]).unwrap();
+    assert!(close(c.change, 0.25, 1e-12) && c.ci == (c.change, c.change) && c.p == 0.0);
+    let c = stats::paired_log(&[(100.0, 100.0), (80.0, 80.0)]).unwrap();
+    assert_eq!((c.change, c.p), (0.0, 1.0));
+}

@@ -399,3 +399,67 @@ fn memory_scaling_and_kademlia_routing_from_side_data() {
         "{dht:?}"
     );
 }
+
+/// A machine whose speed wanders from pair to pair (±30 %) while every head process is 20 % slower
+/// than the base process beside it.
+fn drifting(paired: bool) -> (xtask::run::RunFile, xtask::run::RunFile) {
+    let speed = [1.0, 1.3, 0.8, 1.2, 0.9, 1.1];
+    let jitter = [1.01, 0.99, 1.0, 1.02, 0.98, 1.0];
+    let base: Vec<f64> = speed.iter().map(|s| 1000.0 * s).collect();
+    let head: Vec<f64> = speed
+        .iter()
+        .zip(jitter)
+        .map(|(s, j)| 1200.0 * s * j)
+        .collect();
+    let (mut b, mut h) = pair(&base, &head);
+    if paired {
+        b.paired_with = Some(h.name.clone());
+        h.paired_with = Some(b.name.clone());
+    }
+    (b, h)
+}
+
+#[test]
+fn pairs_cancel_a_drifting_machine_that_welch_counts_as_noise() {
+    let p = policy();
+    let (b, h) = drifting(true);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    let r = row(&c, "g/x");
+    assert_eq!(r.test, verdict::Test::Paired { pairs: 6 });
+    assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+    let (lo, hi) = r.stats.unwrap().ci;
+    assert!(lo > 0.17 && hi < 0.23, "{lo} {hi}");
+
+    // The same numbers from runs not measured in pairs: Welch, and the drift swamps the change.
+    let (b, h) = drifting(false);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    let r = row(&c, "g/x");
+    assert_eq!(r.test, verdict::Test::Welch);
+    assert_eq!(r.verdict, Verdict::Noisy, "{r:?}");
+}
+
+#[test]
+fn incomplete_pairs_fall_back_to_welch() {
+    let p = policy();
+    let (mut b, h) = drifting(true);
+    // Only one base process survived comparably: one pair is no evidence of a paired change.
+    for r in b
+        .benches
+        .get_mut("g/x")
+        .unwrap()
+        .variants
+        .get_mut("plain")
+        .unwrap()
+        .iter_mut()
+        .skip(1)
+    {
+        r.comparable = false;
+    }
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    let r = row(&c, "g/x");
+    assert_ne!(r.test, verdict::Test::Paired { pairs: 1 });
+    assert!(
+        matches!(r.test, verdict::Test::Welch | verdict::Test::None),
+        "{r:?}"
+    );
+}
