@@ -15,6 +15,7 @@ pub mod build;
 pub mod criterion;
 pub mod error;
 pub mod layout;
+pub mod lock;
 pub mod policy;
 pub mod report;
 pub mod run;

@@ -14,12 +14,12 @@ usage: cargo xtask <verb> [flags]
 
 verbs:
   bench-all [--profile P] [--filter REGEX] [--against NAME] [--replicates N]
-            [--sample-ratio R] [--strict-env] [--base-ref REF] [--prebuilt DIR]
+            [--sample-ratio R] [--strict-env] [--base-ref REF] [--prebuilt DIR] [--no-wait]
                                  measure both variants (OTEL off and on), check, report
-  ci [--base-ref REF] [--profile P] [--filter REGEX] [--sample-ratio R] [--prebuilt DIR]
+  ci [--base-ref REF] [--profile P] [--filter REGEX] [--sample-ratio R] [--prebuilt DIR] [--no-wait]
                                  the PR gate: bench-all --base-ref REF (profile pr), then otel-overhead
   otel-overhead [--profile P] [--filter REGEX] [--sample-ratio R] [--max-minutes M] [--max-blocks N] [--worst-case]
-                [--prebuilt DIR] [--resume RUN]
+                [--prebuilt DIR] [--resume RUN] [--no-wait]
                                  critical paths, OTEL off vs on, ABBA blocks until the CI is tight;
                                  --resume adds blocks to an overhead run of the same build
                                  (--max-minutes and --max-blocks count this invocation)
@@ -29,6 +29,7 @@ verbs:
   simulate [--families N]        detection and false-failure rates of the verdicts
 
 global: --workspace DIR (default: the workspace this xtask was built in)
+one xtask measures at a time on a machine: a second waits (--no-wait: refuses), naming the first
 exit codes: 0 passed, 1 a gate failed, 2 the tool could not do its job";
 
 /// A tiny flag parser: `--name value`, `--name=value`, boolean switches, positionals.
@@ -38,7 +39,7 @@ struct Args {
     flags: BTreeMap<String, String>,
 }
 
-const SWITCHES: &[&str] = &["force", "strict-env", "worst-case", "help"];
+const SWITCHES: &[&str] = &["force", "strict-env", "worst-case", "help", "no-wait"];
 
 fn parse(raw: Vec<String>) -> Result<Args> {
     let mut it = raw.into_iter();
@@ -139,6 +140,7 @@ fn run(args: Args) -> Result<Outcome> {
                 "strict-env",
                 "base-ref",
                 "prebuilt",
+                "no-wait",
             ])?;
             let sample_ratio = ratio(&args)?;
             let opts = bench_all::Options {
@@ -150,6 +152,7 @@ fn run(args: Args) -> Result<Outcome> {
                 strict_env: args.flags.contains_key("strict-env"),
                 base_ref: args.get("base-ref"),
                 prebuilt: args.get("prebuilt").map(PathBuf::from),
+                no_wait: args.flags.contains_key("no-wait"),
             };
             bench_all::run(&layout, &opts)
         }
@@ -161,6 +164,7 @@ fn run(args: Args) -> Result<Outcome> {
                 "sample-ratio",
                 "worst-case",
                 "prebuilt",
+                "no-wait",
             ])?;
             ci::run(
                 &layout,
@@ -171,6 +175,7 @@ fn run(args: Args) -> Result<Outcome> {
                     sample_ratio: ratio(&args)?,
                     worst_case: args.flags.contains_key("worst-case"),
                     prebuilt: args.get("prebuilt").map(PathBuf::from),
+                    no_wait: args.flags.contains_key("no-wait"),
                 },
             )
         }
@@ -184,6 +189,7 @@ fn run(args: Args) -> Result<Outcome> {
                 "worst-case",
                 "prebuilt",
                 "resume",
+                "no-wait",
             ])?;
             let opts = otel_overhead::Options {
                 profile: args.get("profile"),
@@ -194,6 +200,7 @@ fn run(args: Args) -> Result<Outcome> {
                 worst_case: args.flags.contains_key("worst-case"),
                 prebuilt: args.get("prebuilt").map(PathBuf::from),
                 resume: args.get("resume"),
+                no_wait: args.flags.contains_key("no-wait"),
             };
             otel_overhead::run(&layout, &opts)
         }

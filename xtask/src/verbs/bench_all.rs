@@ -57,6 +57,8 @@ pub struct Options {
     pub base_ref: Option<String>,
     /// Use executables from DIR/<variant>/ (and DIR/otlp-receiver) instead of building them.
     pub prebuilt: Option<PathBuf>,
+    /// Refuse, instead of waiting, when another xtask is measuring on this machine.
+    pub no_wait: bool,
 }
 
 pub use crate::build::{Executable, build_succeeded, parse_artifacts, prebuilt};
@@ -982,6 +984,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         }
         None => None,
     };
+    let _machine = crate::lock::acquire("bench-all", opts.no_wait)?;
     let _ = std::fs::remove_dir_all(layout.criterion_root(BASE_REF));
 
     let _ = std::fs::remove_dir_all(layout.criterion_root(HEAD_REF));

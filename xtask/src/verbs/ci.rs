@@ -20,9 +20,12 @@ pub struct Options {
     pub sample_ratio: Option<f64>,
     pub worst_case: bool,
     pub prebuilt: Option<PathBuf>,
+    pub no_wait: bool,
 }
 
 pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
+    // Held from the A/B run through the overhead instrument, so no other xtask measures between.
+    let _machine = crate::lock::acquire("ci", opts.no_wait)?;
     let budget = Policy::load(&layout.policy())?.overhead.ci_budget_minutes;
     let profile = opts.profile.clone().or_else(|| Some("pr".to_owned()));
     let base_ref = match (&opts.base_ref, &opts.prebuilt) {
@@ -38,6 +41,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             sample_ratio: opts.sample_ratio,
             base_ref,
             prebuilt: opts.prebuilt.clone(),
+            no_wait: opts.no_wait,
             ..Default::default()
         },
     )?;
@@ -59,6 +63,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             worst_case: opts.worst_case,
             prebuilt: opts.prebuilt.clone(),
             resume: None,
+            no_wait: opts.no_wait,
         },
     )?;
     Ok(if ab == Outcome::Fail || overhead == Outcome::Fail {

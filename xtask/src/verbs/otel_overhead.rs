@@ -100,6 +100,8 @@ pub struct Options {
     pub prebuilt: Option<PathBuf>,
     /// An earlier overhead run (name or path) to add blocks to.
     pub resume: Option<String>,
+    /// Refuse, instead of waiting, when another xtask is measuring on this machine.
+    pub no_wait: bool,
 }
 
 /// Loads the overhead run `name` to add blocks to it, with how many blocks it holds. Only a run
@@ -251,6 +253,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             (run, 0)
         }
     };
+    let _machine = crate::lock::acquire("otel-overhead", opts.no_wait)?;
     let receiver = bench_all::start_receiver(layout, opts.prebuilt.as_deref(), &plan)?;
     let minutes = opts.max_minutes.unwrap_or(policy.overhead.time_cap_minutes);
     if !(minutes.is_finite() && minutes > 0.0) {

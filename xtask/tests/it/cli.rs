@@ -17,6 +17,8 @@ fn xtask_with_env(ws: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
         .args(args)
         .arg("--workspace")
         .arg(ws)
+        // A lock of the test's own: tests run in parallel, and a real measurement may be running.
+        .env("MARKET_PERF_LOCK", ws.join("perf.lock"))
         .env_remove("GITHUB_STEP_SUMMARY")
         .env_remove("MARKET_PERF_PROFILE")
         .env_remove("MARKET_OTEL_SAMPLE_RATIO")
@@ -799,4 +801,68 @@ fn bench_executables_are_read_from_cargo_messages() {
     assert!(!xtask::build::build_succeeded(
         &stdout.replace("\"success\":true", "\"success\":false")
     ));
+}
+
+#[test]
+fn a_second_xtask_waits_for_the_machine_or_refuses_naming_the_holder() {
+    use std::io::Write as _;
+    let ws = fake_workspace("otel", true);
+    let lock_path = ws.path().join("perf.lock");
+    let mut held = std::fs::File::create(&lock_path).unwrap();
+    held.lock().unwrap();
+    write!(
+        held,
+        "pid 4242 (bench-all, cargo xtask bench-all), since 2026-12-07T06:00:00Z"
+    )
+    .unwrap();
+    let pre = ws.path().join("prebuilt");
+    let args = [
+        "bench-all",
+        "--profile",
+        "quick",
+        "--prebuilt",
+        pre.to_str().unwrap(),
+    ];
+
+    let mut refused = args.to_vec();
+    refused.push("--no-wait");
+    let out = xtask(ws.path(), &refused);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another xtask is measuring on this machine: pid 4242 (bench-all"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !ws.path().join("target/perf/report.md").exists(),
+        "nothing measured"
+    );
+
+    // Without --no-wait it queues, says for whom, and runs once the machine is free.
+    let log = ws.path().join("waiter.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .arg("--workspace")
+        .arg(ws.path())
+        .env("MARKET_PERF_LOCK", &lock_path)
+        .env_remove("MARKET_PERF_PROFILE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let waiting = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("waiting for the machine"))
+    });
+    let early = child.try_wait().unwrap();
+    drop(held);
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(waiting && early.is_none(), "it waited for pid 4242: {text}");
+    assert!(text.contains("pid 4242"), "{text}");
+    assert!(
+        status.success() && text.contains("the machine is free"),
+        "{text}"
+    );
+    assert!(ws.path().join("target/perf/report.md").is_file());
 }
