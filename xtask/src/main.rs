@@ -30,7 +30,8 @@ verbs:
 
 global: --workspace DIR (default: the workspace this xtask was built in)
 one xtask measures at a time on a machine: a second waits (--no-wait: refuses), naming the first
-exit codes: 0 passed, 1 a gate failed, 2 the tool could not do its job";
+exit codes: 0 passed, 1 a gate failed, 2 the tool could not do its job,
+            3 inconclusive (the machine was too unstable for wall-time verdicts)";
 
 /// A tiny flag parser: `--name value`, `--name=value`, boolean switches, positionals.
 struct Args {
@@ -267,8 +268,7 @@ fn main() -> ExitCode {
     }
     let result = parse(std::env::args().skip(1).collect()).and_then(run);
     match result {
-        Ok(Outcome::Pass) => ExitCode::SUCCESS,
-        Ok(Outcome::Fail) => ExitCode::from(1),
+        Ok(outcome) => ExitCode::from(outcome.code()),
         Err(e) => {
             eprintln!("error: {e}");
             eprintln!("help: {}", e.help());

@@ -20,6 +20,9 @@ pub struct Policy {
     pub profiles: BTreeMap<String, Profile>,
     #[serde(default, rename = "waiver")]
     pub waivers: Vec<Waiver>,
+    /// The environment guard; without it the machine is not measured.
+    #[serde(default)]
+    pub guard: Option<Guard>,
     /// Where the policy was read from, for error messages.
     #[serde(skip)]
     pub path: PathBuf,
@@ -32,6 +35,28 @@ pub struct Thresholds {
     pub regression_fail: f64,
     pub throughput_fail: f64,
     pub alpha: f64,
+}
+
+/// The environment guard: a fixed CPU workload measured beside every pair of processes. Its
+/// spread and drift over the run say whether the machine held still enough for wall-time verdicts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// The calibration bench (plain variant) each probe measures.
+    pub bench: String,
+    /// Criterion flags of a probe (short: a probe runs after every pair).
+    pub criterion_args: Vec<String>,
+    /// Largest standard deviation of the probes' log estimates.
+    pub max_spread: f64,
+    /// Largest drift over the run: exp(slope of log estimate against time × the run's span) − 1.
+    pub max_drift: f64,
+    /// Fewer probes than this judge nothing.
+    #[serde(default = "default_min_probes")]
+    pub min_probes: usize,
+}
+
+fn default_min_probes() -> usize {
+    3
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,6 +294,25 @@ impl Policy {
                 return Err(self.bad(k, format!("{v} is not a fraction in (0, 1]")));
             }
         }
+        if let Some(g) = &self.guard {
+            for (k, v) in [
+                ("guard.max_spread", g.max_spread),
+                ("guard.max_drift", g.max_drift),
+            ] {
+                if !(v > 0.0 && v < 1.0) {
+                    return Err(self.bad(k, format!("{v} is not a fraction in (0, 1)")));
+                }
+            }
+            if g.min_probes < 3 {
+                return Err(self.bad(
+                    "guard.min_probes",
+                    format!(
+                        "{} probes cannot show a spread and a drift; at least 3",
+                        g.min_probes
+                    ),
+                ));
+            }
+        }
         if o.critical_warn >= o.critical_fail || o.average_target >= o.average_fail {
             return Err(self.bad(
                 "overhead",
@@ -397,6 +441,14 @@ impl Policy {
                     format!("no listed bench id has the form `{}/<N>`", s.series),
                 ));
             }
+        }
+        if let Some(g) = &self.guard
+            && missing(&g.bench)
+        {
+            return Err(self.bad(
+                "guard.bench",
+                format!("`{}` is not listed by any bench executable", g.bench),
+            ));
         }
         for (i, w) in self.waivers.iter().enumerate() {
             if missing(&w.bench) {

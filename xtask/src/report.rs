@@ -277,12 +277,21 @@ pub fn summary(j: &Judgement) -> Vec<(&'static str, Status, String)> {
         )
     };
     out.push(("Scalability", j.scaling_status, sd));
+    match &j.stability {
+        Some(st) => out.push(("Environment guard", st.status(), st.describe())),
+        None => out.push((
+            "Environment guard",
+            Status::Skipped,
+            "no calibration probes in this run".to_owned(),
+        )),
+    }
     out
 }
 
 fn gate_line(j: &Judgement) -> String {
     match (j.outcome(), j.gated) {
         (Outcome::Fail, _) => "**Gate: FAIL** (exit 1)".to_owned(),
+        (Outcome::Inconclusive, _) => "**Gate: INCONCLUSIVE** (exit 3): the machine was too unstable for the wall-time verdicts (see the environment guard); nothing failed, and nothing can be read as passed. Re-run on a quieter machine.".to_owned(),
         (Outcome::Pass, true) => "**Gate: PASS** (exit 0)".to_owned(),
         (Outcome::Pass, false) => format!(
             "**Gate: PASS** (exit 0; profile `{}` gates nothing on statistics)",
@@ -819,10 +828,10 @@ pub fn json(j: &Judgement, p: &Provenance) -> String {
         provenance: &'a Provenance,
         outcome: &'static str,
     }
-    let outcome = if j.outcome() == Outcome::Fail {
-        "fail"
-    } else {
-        "pass"
+    let outcome = match j.outcome() {
+        Outcome::Fail => "fail",
+        Outcome::Inconclusive => "inconclusive",
+        Outcome::Pass => "pass",
     };
     let mut s = serde_json::to_string_pretty(&Doc {
         judgement: j,

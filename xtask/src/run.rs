@@ -44,6 +44,18 @@ pub struct RunFile {
     /// per-pair ratios.
     #[serde(default)]
     pub paired_with: Option<String>,
+    /// The environment guard's probes, in the order they ran.
+    #[serde(default)]
+    pub guard: Vec<Probe>,
+}
+
+/// One run of the guard's calibration bench beside the measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    /// When it ran, seconds after the measurement began.
+    pub seconds: f64,
+    /// Its estimate, ns per iteration.
+    pub estimate: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -184,6 +184,32 @@ pub fn abba_overhead(blocks: &[(Vec<f64>, Vec<f64>)]) -> Option<Overhead> {
     overhead_from_log_ratios(&r)
 }
 
+/// The spread and drift of a series of `(seconds, estimate)` measurements of one fixed workload:
+/// the standard deviation of the log estimates, and exp(slope of log estimate against time × the
+/// series' span) − 1. `None` with fewer than three points or a non-positive estimate.
+pub fn spread_and_drift(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    if points.len() < 3
+        || points
+            .iter()
+            .any(|(t, e)| !(t.is_finite() && e.is_finite() && *e > 0.0))
+    {
+        return None;
+    }
+    let logs: Vec<(f64, f64)> = points.iter().map(|(t, e)| (*t, e.ln())).collect();
+    let spread = variance(&logs.iter().map(|p| p.1).collect::<Vec<_>>()).sqrt();
+    let (first, last) = logs
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (t, _)| {
+            (lo.min(*t), hi.max(*t))
+        });
+    let drift = if last > first {
+        (ols_slope(&logs) * (last - first)).exp_m1()
+    } else {
+        0.0
+    };
+    Some((spread, drift))
+}
+
 /// Least-squares slope of y against x.
 pub fn ols_slope(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;

@@ -16,6 +16,8 @@ pub const OTEL: &str = "otel";
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Fail,
+    /// A wall-time verdict the environment guard withdrew: the machine was unstable.
+    Inconclusive,
     Noisy,
     Warn,
     NearViolation,
@@ -29,6 +31,7 @@ impl Verdict {
     pub fn name(self) -> &'static str {
         match self {
             Verdict::Fail => "fail",
+            Verdict::Inconclusive => "inconclusive",
             Verdict::Noisy => "noisy",
             Verdict::Warn => "warn",
             Verdict::NearViolation => "near violation",
@@ -43,6 +46,7 @@ impl Verdict {
         matches!(
             self,
             Verdict::Fail
+                | Verdict::Inconclusive
                 | Verdict::Noisy
                 | Verdict::Warn
                 | Verdict::NearViolation
@@ -56,6 +60,8 @@ impl Verdict {
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Fail,
+    /// The gate cannot say: the machine was unstable (see the environment guard).
+    Inconclusive,
     Warn,
     Pass,
     /// Computed and shown, but not allowed to fail the gate (another machine, another sampler
@@ -69,6 +75,7 @@ impl Status {
     pub fn name(self) -> &'static str {
         match self {
             Status::Fail => "❌ fail",
+            Status::Inconclusive => "❔ inconclusive",
             Status::Warn => "⚠️ warn",
             Status::Pass => "✅ pass",
             Status::Info => "ℹ️ info",
@@ -87,6 +94,8 @@ fn roll_up<'a>(verdicts: impl Iterator<Item = &'a Verdict>, gating: bool) -> Sta
         Status::Skipped
     } else if v.contains(&Verdict::Fail) {
         Status::Fail
+    } else if v.contains(&Verdict::Inconclusive) {
+        Status::Inconclusive
     } else if v
         .iter()
         .any(|v| matches!(v, Verdict::Noisy | Verdict::Warn | Verdict::NearViolation))
@@ -119,6 +128,8 @@ pub struct RegressionRow {
     pub waived: Option<String>,
     /// Which test produced `stats`.
     pub test: Test,
+    /// The verdict before the environment guard withdrew it.
+    pub guarded_from: Option<Verdict>,
 }
 
 /// How a regression row was tested.
@@ -165,6 +176,8 @@ pub struct OverheadRow {
     pub critical: bool,
     pub overhead: Option<Overhead>,
     pub verdict: Verdict,
+    /// The verdict before the environment guard withdrew it.
+    pub guarded_from: Option<Verdict>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -230,13 +243,117 @@ pub struct Judgement {
     pub scaling: Vec<ScalingRow>,
     pub scaling_status: Status,
     pub not_measured: Vec<NotMeasured>,
+    /// What the environment guard measured of the machine; `None` without a guard or probes.
+    pub stability: Option<Stability>,
 }
 
-/// What a verb concluded: exit 0 or 1.
+/// The machine as the environment guard saw it over one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stability {
+    pub bench: String,
+    pub probes: usize,
+    /// Standard deviation of the probes' log estimates.
+    pub spread: f64,
+    /// exp(slope of log estimate against time × span) − 1.
+    pub drift: f64,
+    pub span_seconds: f64,
+    pub max_spread: f64,
+    pub max_drift: f64,
+    /// Median probe estimate, ns.
+    pub median: f64,
+    /// Fewer probes than the policy's minimum: reported, judges nothing.
+    pub too_few: bool,
+}
+
+impl Stability {
+    /// Whether wall-time verdicts stand.
+    pub fn stable(&self) -> bool {
+        self.too_few || (self.spread <= self.max_spread && self.drift.abs() <= self.max_drift)
+    }
+
+    pub fn status(&self) -> Status {
+        if self.too_few {
+            Status::Skipped
+        } else if self.stable() {
+            Status::Pass
+        } else {
+            Status::Inconclusive
+        }
+    }
+
+    /// One line: what was measured and, when unstable, which bound was passed.
+    pub fn describe(&self) -> String {
+        let mut d = format!(
+            "`{}` probed {} times over {:.1} min: spread {:.1} % (bound {:.0} %), drift {:+.1} % (bound ±{:.0} %)",
+            self.bench,
+            self.probes,
+            self.span_seconds / 60.0,
+            self.spread * 100.0,
+            self.max_spread * 100.0,
+            self.drift * 100.0,
+            self.max_drift * 100.0
+        );
+        if self.too_few {
+            d.push_str("; too few probes to judge the machine");
+        } else if !self.stable() {
+            d.push_str(": machine unstable, wall-time verdicts withdrawn");
+        }
+        d
+    }
+}
+
+/// The guard's view of `run`, when the policy has a guard and the run has probes.
+pub fn stability(policy: &Policy, run: &RunFile) -> Option<Stability> {
+    let g = policy.guard.as_ref()?;
+    let points: Vec<(f64, f64)> = run.guard.iter().map(|p| (p.seconds, p.estimate)).collect();
+    if points.is_empty() {
+        return None;
+    }
+    let span = points.iter().map(|p| p.0).fold(0.0, f64::max)
+        - points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let median = stats::median(&points.iter().map(|p| p.1).collect::<Vec<_>>());
+    let (spread, drift) = stats::spread_and_drift(&points).unwrap_or((0.0, 0.0));
+    Some(Stability {
+        bench: g.bench.clone(),
+        probes: points.len(),
+        spread,
+        drift,
+        span_seconds: span,
+        max_spread: g.max_spread,
+        max_drift: g.max_drift,
+        median,
+        too_few: points.len() < g.min_probes,
+    })
+}
+
+/// What a verb concluded: exit 0, 1, or 3 when the machine was too unstable to say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Pass,
     Fail,
+    /// Nothing failed, but wall-time verdicts were withdrawn: the gate cannot be read as passed.
+    Inconclusive,
+}
+
+impl Outcome {
+    /// The process exit code: 0 passed, 1 a gate failed, 3 inconclusive (2 is the tool's own
+    /// failure).
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Pass => 0,
+            Outcome::Fail => 1,
+            Outcome::Inconclusive => 3,
+        }
+    }
+
+    /// Of two verbs' outcomes (ci's A/B run and overhead), the one the job must show.
+    pub fn worst(self, other: Outcome) -> Outcome {
+        match (self, other) {
+            (Outcome::Fail, _) | (_, Outcome::Fail) => Outcome::Fail,
+            (Outcome::Inconclusive, _) | (_, Outcome::Inconclusive) => Outcome::Inconclusive,
+            _ => Outcome::Pass,
+        }
+    }
 }
 
 impl Judgement {
@@ -251,6 +368,10 @@ impl Judgement {
         ];
         if statuses.contains(&Status::Fail) {
             Outcome::Fail
+        } else if statuses.contains(&Status::Inconclusive)
+            || self.stability.as_ref().is_some_and(|s| !s.stable())
+        {
+            Outcome::Inconclusive
         } else {
             Outcome::Pass
         }
@@ -262,14 +383,14 @@ impl Judgement {
             .regression
             .iter()
             .flat_map(|r| &r.rows)
-            .filter(|r| r.verdict == Verdict::Noisy)
+            .filter(|r| r.verdict == Verdict::Noisy || r.guarded_from == Some(Verdict::Noisy))
             .map(|r| r.id.clone())
             .collect();
         ids.extend(
             self.overhead
                 .rows
                 .iter()
-                .filter(|r| r.verdict == Verdict::Noisy)
+                .filter(|r| r.verdict == Verdict::Noisy || r.guarded_from == Some(Verdict::Noisy))
                 .map(|r| r.id.clone()),
         );
         ids
@@ -297,7 +418,7 @@ pub fn judge(policy: &Policy, head: &RunFile, base: Option<&RunFile>, today: &st
             id,
         })
         .collect();
-    Judgement {
+    let mut j = Judgement {
         run: head.name.clone(),
         profile: head.profile.clone(),
         gated,
@@ -308,7 +429,63 @@ pub fn judge(policy: &Policy, head: &RunFile, base: Option<&RunFile>, today: &st
         scaling,
         scaling_status,
         not_measured,
+        stability: stability(policy, head),
+    };
+    if j.stability.as_ref().is_some_and(|s| !s.stable()) {
+        withdraw_wall_time_verdicts(&mut j);
     }
+    j
+}
+
+/// The machine was unstable: every wall-time verdict its noise could have produced becomes
+/// "inconclusive". A regression or an overhead can be produced either way (a neighbour slows one
+/// process two- or threefold), so all of those go; an SLA or scaling verdict can only be made
+/// worse by a busy machine, so only the failing and warning ones go, and a pass stands.
+fn withdraw_wall_time_verdicts(j: &mut Judgement) {
+    let guard = |v: &mut Verdict| -> Option<Verdict> {
+        (*v != Verdict::NotMeasured).then(|| std::mem::replace(v, Verdict::Inconclusive))
+    };
+    let recheck = |status: &mut Status, verdicts: &mut dyn Iterator<Item = Verdict>| {
+        if matches!(status, Status::Fail | Status::Warn | Status::Pass) {
+            let v: Vec<Verdict> = verdicts.collect();
+            if v.contains(&Verdict::Fail) {
+                *status = Status::Fail;
+            } else if v.contains(&Verdict::Inconclusive) {
+                *status = Status::Inconclusive;
+            }
+        }
+    };
+    if let Some(r) = &mut j.regression {
+        for row in &mut r.rows {
+            row.guarded_from = guard(&mut row.verdict);
+        }
+        let mut it = r.rows.iter().map(|r| r.verdict);
+        recheck(&mut r.status, &mut it);
+    }
+    let o = &mut j.overhead;
+    for row in &mut o.rows {
+        row.guarded_from = guard(&mut row.verdict);
+    }
+    guard(&mut o.average_verdict);
+    let mut it = o.rows.iter().map(|r| r.verdict).chain([o.average_verdict]);
+    recheck(&mut o.status, &mut it);
+    let worse = |v: Verdict| matches!(v, Verdict::Fail | Verdict::Warn | Verdict::NearViolation);
+    for row in &mut j.sla {
+        if worse(row.verdict) {
+            row.note = format!("{} (machine unstable)", row.verdict.name());
+            row.verdict = Verdict::Inconclusive;
+        }
+    }
+    let mut it = j.sla.iter().map(|r| r.verdict);
+    recheck(&mut j.sla_status, &mut it);
+    for row in &mut j.scaling {
+        if worse(row.verdict) {
+            row.note = format!("{} (machine unstable); {}", row.verdict.name(), row.note);
+            row.verdict = Verdict::Inconclusive;
+        }
+    }
+    let mut it = j.scaling.iter().map(|r| r.verdict);
+    recheck(&mut j.scaling_status, &mut it);
 }
 
 /// Regression verdicts per DESIGN §8, first match wins, with one deliberate widening of "noisy":
@@ -356,6 +533,7 @@ pub fn regression(
                 throughput,
                 waived,
                 test: Test::None,
+                guarded_from: None,
             };
             if !be.is_empty() && !he.is_empty() {
                 let log_mean =
@@ -578,6 +756,7 @@ pub fn overhead(policy: &Policy, head: &RunFile, gated: bool, per_block: usize) 
             critical,
             overhead: stats::overhead_from_log_ratios(&r),
             verdict: Verdict::NotMeasured,
+            guarded_from: None,
         });
     }
     // One family: every bench of this check, as for regressions.

@@ -360,6 +360,8 @@ pub fn sample_ratio(flag: Option<f64>, policy: &Policy) -> Result<f64> {
 pub(crate) struct Plan {
     /// exe name → variant → (executable, selected ids)
     by_name: BTreeMap<String, BTreeMap<&'static str, (Executable, BTreeSet<String>)>>,
+    /// The plain executable that lists the environment guard's bench, when the policy has one.
+    guard: Option<Executable>,
 }
 
 impl Plan {
@@ -477,6 +479,9 @@ pub(crate) struct Runner<'a> {
     pub(crate) started: Instant,
     pub(crate) done: usize,
     pub(crate) total: usize,
+    /// The environment guard's bench and the executable that runs it: a probe after every suite's
+    /// processes of a replicate (every pair, in an A/B run).
+    pub(crate) guard: Option<(&'a crate::policy::Guard, Executable)>,
 }
 
 impl Runner<'_> {
@@ -599,6 +604,61 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Runs the guard's calibration bench once, briefly, and records its estimate in `run`: the
+    /// machine is measured throughout, beside the processes it is asked to judge.
+    fn probe(&mut self, run: &mut RunFile) -> Result<()> {
+        let Some((guard, exe)) = &self.guard else {
+            return Ok(());
+        };
+        let n = run.guard.len();
+        let dir = self.layout.criterion_root("guard").join(n.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        let ids = BTreeSet::from([guard.bench.clone()]);
+        let mut c = Command::new(&exe.path);
+        c.arg("--bench")
+            .args(&guard.criterion_args)
+            .arg(exact_regex(&ids))
+            .env("CRITERION_HOME", &dir)
+            .env("MARKET_PERF_OUT", &dir)
+            .env("MARKET_SIDE_IDS", "")
+            .env("MARKET_BENCH_SEED", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let what = || format!("guard probe {} ({})", n + 1, exe.path.display());
+        let status = run_with_timeout(c, self.profile.process_timeout_minutes, &what)?;
+        if !status.success() {
+            return Err(Error::Command {
+                command: what(),
+                detail: status.to_string(),
+                help: format!(
+                    "run `{} --bench {}` by hand to see why",
+                    exe.path.display(),
+                    guard.bench
+                ),
+            });
+        }
+        let m = crate::criterion::read_home(&dir)?
+            .into_iter()
+            .find(|m| m.id.full_id == guard.bench)
+            .ok_or_else(|| {
+                Error::input(
+                    format!("guard probe in {}", dir.display()),
+                    format!("wrote no results for `{}`", guard.bench),
+                    "check guard.bench in the policy",
+                )
+            })?;
+        run.guard.push(crate::run::Probe {
+            seconds: self.started.elapsed().as_secs_f64(),
+            estimate: m.sample.per_iteration(),
+        });
+        Ok(())
+    }
+
     /// One interleaved replicate of every executable: P O for even replicates, O P for odd ones,
     /// so the sequence runs P O O P P O … and replicate i of each variant forms a block.
     pub(crate) fn replicate(
@@ -614,6 +674,7 @@ impl Runner<'_> {
             [OTEL, PLAIN]
         };
         for variants in plan.by_name.values() {
+            let mut ran = false;
             for v in order {
                 let Some((exe, ids)) = variants.get(v) else {
                     continue;
@@ -624,7 +685,11 @@ impl Runner<'_> {
                 };
                 if !ids.is_empty() {
                     self.measure(run, exe, replicate, &ids)?;
+                    ran = true;
                 }
+            }
+            if ran {
+                self.probe(run)?;
             }
         }
         Ok(())
@@ -661,6 +726,7 @@ impl Runner<'_> {
             .chain(base_plan.by_name.keys())
             .collect();
         for name in names {
+            let mut ran = false;
             for (side, variant) in paired_order(replicate) {
                 let (plan, run) = if side == BASE_REF {
                     (base_plan, &mut *base_run)
@@ -679,7 +745,11 @@ impl Runner<'_> {
                     let measured = self.measure(run, exe, replicate, &ids);
                     self.git_ref = HEAD_REF;
                     measured?;
+                    ran = true;
                 }
+            }
+            if ran {
+                self.probe(head_run)?;
             }
         }
         Ok(())
@@ -737,6 +807,7 @@ pub(crate) fn new_run(
         measurement_seconds: None,
         executables: BTreeMap::new(),
         paired_with: None,
+        guard: Vec::new(),
     }
 }
 
@@ -760,6 +831,7 @@ pub(crate) fn prepare(
     let mut listed_all = BTreeSet::new();
     let mut plan = Plan {
         by_name: BTreeMap::new(),
+        guard: None,
     };
     for exe in exes {
         check_variant(&exe.path, exe.variant)?;
@@ -769,6 +841,12 @@ pub(crate) fn prepare(
             None => all.iter().cloned().collect(),
         };
         let selected: BTreeSet<String> = filtered.into_iter().filter(|id| select(id)).collect();
+        if exe.variant == PLAIN
+            && let Some(g) = &policy.guard
+            && all.contains(&g.bench)
+        {
+            plan.guard = Some(exe.clone());
+        }
         listed_all.extend(all);
         plan.by_name
             .entry(exe.name.clone())
@@ -821,6 +899,7 @@ fn prepare_base(
     };
     let mut plan = Plan {
         by_name: BTreeMap::new(),
+        guard: None,
     };
     for exe in exes {
         check_variant(&exe.path, exe.variant)?;
@@ -1000,6 +1079,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         done: 0,
         total: (plan.processes(None) + ab.as_ref().map_or(0, |(p, _)| p.processes(None)))
             * replicates as usize,
+        guard: policy.guard.as_ref().zip(plan.guard.clone()),
     };
     // Base and head processes of one suite run in pairs, B H H B …; within the head, variants
     // alternate P O O P ….

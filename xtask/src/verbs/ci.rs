@@ -66,9 +66,5 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             no_wait: opts.no_wait,
         },
     )?;
-    Ok(if ab == Outcome::Fail || overhead == Outcome::Fail {
-        Outcome::Fail
-    } else {
-        Outcome::Pass
-    })
+    Ok(ab.worst(overhead))
 }

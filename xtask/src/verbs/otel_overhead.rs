@@ -278,6 +278,8 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         started: Instant::now(),
         done: 0,
         total: plan.processes(Some(&components)) * profile.replicates as usize,
+        // ABBA blocks cancel a drifting machine within each block; the instrument runs no probes.
+        guard: None,
     };
     // A run beside the overhead run (`<run>-<suffix>`), measured into its own Criterion trees.
     let (run_name, environment) = (run.name.clone(), run.environment.clone());

@@ -127,6 +127,7 @@ fn empty_run(name: &str) -> RunFile {
         measurement_seconds: None,
         executables: BTreeMap::new(),
         paired_with: None,
+        guard: Vec::new(),
     }
 }
 

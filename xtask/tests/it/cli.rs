@@ -866,3 +866,98 @@ fn a_second_xtask_waits_for_the_machine_or_refuses_naming_the_holder() {
     );
     assert!(ws.path().join("target/perf/report.md").is_file());
 }
+
+/// A fake calibration executable for the environment guard: probe n (its Criterion home is
+/// `…/guard/<n>`) reports `base_ns × (1 + step × n)`, so `step` sets how far the machine drifts.
+fn fake_calibration(path: &Path, base_ns: u64, step: f64) {
+    let id = "calibration/spin/100us";
+    let script = format!(
+        r#"#!/bin/sh
+if [ -n "$MARKET_BENCH_VARIANT_CHECK" ]; then echo "market-bench-variant: plain"; exit 0; fi
+if [ "$1" = "--list" ]; then echo "{id}: benchmark"; exit 0; fi
+n=$(basename "$CRITERION_HOME")
+case "$n" in *[!0-9]*) n=0;; esac
+ns=$(awk "BEGIN {{ printf \"%d\", {base_ns} * (1 + {step} * $n) }}")
+d="$CRITERION_HOME/{id}/new"; mkdir -p "$d"
+printf '{{"group_id":"calibration","function_id":"spin","value_str":"100us","throughput":null,"full_id":"{id}"}}' > "$d/benchmark.json"
+e="{{\"confidence_interval\":{{\"confidence_level\":0.95,\"lower_bound\":$ns,\"upper_bound\":$ns}},\"point_estimate\":$ns,\"standard_error\":1.0}}"
+printf '{{"mean":%s,"median":%s,"median_abs_dev":%s,"slope":null,"std_dev":%s}}' "$e" "$e" "$e" "$e" > "$d/estimates.json"
+iters=""; times=""
+for i in 1 2 3 4 5 6 7 8 9 10 11 12; do iters="$iters${{iters:+,}}$i"; times="$times${{times:+,}}$(($i * $ns))"; done
+printf '{{"sampling_mode":"Flat","iters":[%s],"times":[%s]}}' "$iters" "$times" > "$d/sample.json"
+exit 0
+"#
+    );
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+const GUARD_POLICY: &str = r#"
+[guard]
+bench = "calibration/spin/100us"
+criterion_args = ["--sample-size", "10"]
+max_spread = 0.05
+max_drift = 0.05
+"#;
+
+/// `ci` against a fake base 30 % faster than the head, with a calibration drifting by `step` per
+/// probe.
+fn ci_with_guard(step: f64) -> (tempfile::TempDir, Output) {
+    let ws = fake_workspace("otel", true);
+    std::fs::write(
+        ws.path().join("baselines/policy.toml"),
+        format!("{SMALL_POLICY}{GUARD_POLICY}"),
+    )
+    .unwrap();
+    let pre = ws.path().join("prebuilt");
+    fake_calibration(&pre.join("plain/fake_calibration"), 100_000, step);
+    let git = |args: &[&str]| git(ws.path(), args);
+    git(&["init", "-q", "-b", "main"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "base"]);
+    git(&["checkout", "-q", "-b", "feature"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "head"]);
+    let out = ci_against_fake_base(ws.path(), 700.0);
+    (ws, out)
+}
+
+#[test]
+fn the_environment_guard_withdraws_wall_time_verdicts_on_an_unstable_machine() {
+    // A steady machine: the regression fails, and the guard says the machine held still.
+    let (ws, out) = ci_with_guard(0.0);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let md = std::fs::read_to_string(ws.path().join("target/perf/report.md")).unwrap();
+    assert!(
+        md.contains("| Environment guard | ✅ pass | `calibration/spin/100us` probed "),
+        "{md}"
+    );
+    let run = xtask::run::RunFile::load(&ws.path().join("target/perf/runs/latest.json")).unwrap();
+    // A probe after every pair of every suite: two suites, two replicates.
+    assert_eq!(run.guard.len(), 4, "{:?}", run.guard);
+
+    // The same code on a machine slowing down 10 % per probe: nothing may pass or fail on wall
+    // time, and the exit code (3) cannot be read as a pass.
+    let (ws, out) = ci_with_guard(0.10);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let md = std::fs::read_to_string(ws.path().join("target/perf/report.md")).unwrap();
+    assert!(md.contains("**Gate: INCONCLUSIVE** (exit 3)"), "{md}");
+    assert!(
+        md.contains("machine unstable, wall-time verdicts withdrawn"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| Regression check | ❔ inconclusive |"),
+        "{md}"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.path().join("target/perf/report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["outcome"], "inconclusive");
+    let rows = json["judgement"]["regression"]["rows"].as_array().unwrap();
+    let op = rows
+        .iter()
+        .find(|r| r["id"] == "fake/op" && r["variant"] == "plain")
+        .unwrap();
+    assert_eq!(op["verdict"], "inconclusive");
+    assert_eq!(op["guarded_from"], "fail");
+}

@@ -103,6 +103,7 @@ pub fn empty_run(name: &str, profile: &str) -> RunFile {
         measurement_seconds: None,
         executables: BTreeMap::new(),
         paired_with: None,
+        guard: Vec::new(),
     }
 }
 

@@ -133,6 +133,11 @@ fn ids_no_bench_lists_are_refused() {
     for s in &p.scaling {
         listed.insert(format!("{}/10", s.series));
     }
+    let guard = p.guard.as_ref().unwrap().bench.clone();
+    listed.remove(&guard);
+    let err = p.validate_ids(&listed).unwrap_err().to_string();
+    assert!(err.contains("guard.bench") && err.contains(&guard), "{err}");
+    listed.insert(guard);
     p.validate_ids(&listed).unwrap();
     listed.remove("p2p_cli_commands/publish");
     let err = p.validate_ids(&listed).unwrap_err().to_string();

@@ -227,3 +227,20 @@ fn paired_t_needs_two_valid_pairs_and_is_exact_for_equal_ratios() {
     let c = stats::paired_log(&[(100.0, 100.0), (80.0, 80.0)]).unwrap();
     assert_eq!((c.change, c.p), (0.0, 1.0));
 }
+
+#[test]
+fn spread_and_drift_of_a_calibration_series() {
+    // 10 % slower every 10 s: the logs rise by ln 1.1 per step, so the spread is ln 1.1 (the sd
+    // of 0, 1, 2) and the drift over the 20 s span is 1.1² − 1.
+    let (spread, drift) =
+        stats::spread_and_drift(&[(0.0, 100.0), (10.0, 110.0), (20.0, 121.0)]).unwrap();
+    assert!(close(spread, 1.1f64.ln(), 1e-9), "{spread}");
+    assert!(close(drift, 0.21, 1e-9), "{drift}");
+    // A steady machine with noise around a flat line: no drift, the noise is the spread.
+    let (spread, drift) =
+        stats::spread_and_drift(&[(0.0, 100.0), (1.0, 102.0), (2.0, 100.0), (3.0, 102.0)]).unwrap();
+    assert!(spread > 0.01 && spread < 0.012, "{spread}");
+    assert!(drift.abs() < 0.02, "{drift}");
+    assert!(stats::spread_and_drift(&[(0.0, 1.0), (1.0, 1.0)]).is_none());
+    assert!(stats::spread_and_drift(&[(0.0, 1.0), (1.0, 1.0), (2.0, 0.0)]).is_none());
+}
