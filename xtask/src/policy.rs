@@ -35,6 +35,10 @@ pub struct Thresholds {
     pub regression_fail: f64,
     pub throughput_fail: f64,
     pub alpha: f64,
+    /// The power target: a gated comparison whose minimum detectable change stays above this is
+    /// re-measured, and then named "underpowered", never "unchanged".
+    #[serde(default)]
+    pub target_mde: Option<f64>,
 }
 
 /// The environment guard: a fixed CPU workload measured beside every pair of processes. Its
@@ -270,6 +274,14 @@ impl Policy {
             if !(v > 0.0 && v < 1.0) {
                 return Err(self.bad(k, format!("{v} is not a fraction in (0, 1)")));
             }
+        }
+        if let Some(m) = t.target_mde
+            && !(m > 0.0 && m < 1.0)
+        {
+            return Err(self.bad(
+                "thresholds.target_mde",
+                format!("{m} is not a fraction in (0, 1)"),
+            ));
         }
         if t.regression_warn >= t.regression_fail {
             return Err(self.bad(

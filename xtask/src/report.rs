@@ -186,6 +186,8 @@ fn verdict_cell(v: Verdict) -> String {
         Verdict::Noisy => "🔀 noisy".to_owned(),
         Verdict::Warn | Verdict::NearViolation => format!("⚠️ {}", v.name()),
         Verdict::Improved => "🚀 improved".to_owned(),
+        Verdict::Inconclusive => "❔ inconclusive".to_owned(),
+        Verdict::Underpowered => "🔍 underpowered".to_owned(),
         _ => v.name().to_owned(),
     }
 }
@@ -234,6 +236,18 @@ pub fn summary(j: &Judgement) -> Vec<(&'static str, Status, String)> {
             }
             if r.rows.iter().any(|r| r.verdict == Verdict::Noisy) {
                 d.push_str("; still noisy after re-measuring");
+            }
+            let weak: Vec<String> = r
+                .rows
+                .iter()
+                .filter(|r| r.verdict == Verdict::Underpowered)
+                .filter_map(|r| {
+                    r.stats
+                        .map(|s| format!("`{}` {} (detects ≥ {})", r.id, r.variant, pct(s.mde)))
+                })
+                .collect();
+            if !weak.is_empty() {
+                write!(d, "; underpowered: {}", weak.join(", ")).ok();
             }
             out.push(("Regression check", r.status, d));
         }
@@ -312,6 +326,12 @@ fn regression_rows(rows: &[&crate::verdict::RegressionRow], out: &mut String) {
     out.push_str("| bench | variant | change | 95 % CI | q | min. detectable | replicates (base/head) | test | verdict |\n|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let mut v = verdict_cell(r.verdict);
+        if let (Verdict::Underpowered, Some(st)) = (r.verdict, r.stats) {
+            write!(v, " (detects ≥ {})", pct(st.mde)).ok();
+        }
+        if let Some(was) = r.guarded_from {
+            write!(v, " (machine unstable; was {})", was.name()).ok();
+        }
         if r.unreplicated {
             v.push_str(" (unreplicated)");
         }

@@ -19,6 +19,8 @@ pub enum Verdict {
     /// A wall-time verdict the environment guard withdrew: the machine was unstable.
     Inconclusive,
     Noisy,
+    /// No change seen, but the comparison could not have seen one below the power target.
+    Underpowered,
     Warn,
     NearViolation,
     Improved,
@@ -33,6 +35,7 @@ impl Verdict {
             Verdict::Fail => "fail",
             Verdict::Inconclusive => "inconclusive",
             Verdict::Noisy => "noisy",
+            Verdict::Underpowered => "underpowered",
             Verdict::Warn => "warn",
             Verdict::NearViolation => "near violation",
             Verdict::Improved => "improved",
@@ -48,6 +51,7 @@ impl Verdict {
             Verdict::Fail
                 | Verdict::Inconclusive
                 | Verdict::Noisy
+                | Verdict::Underpowered
                 | Verdict::Warn
                 | Verdict::NearViolation
                 | Verdict::Improved
@@ -96,10 +100,12 @@ fn roll_up<'a>(verdicts: impl Iterator<Item = &'a Verdict>, gating: bool) -> Sta
         Status::Fail
     } else if v.contains(&Verdict::Inconclusive) {
         Status::Inconclusive
-    } else if v
-        .iter()
-        .any(|v| matches!(v, Verdict::Noisy | Verdict::Warn | Verdict::NearViolation))
-    {
+    } else if v.iter().any(|v| {
+        matches!(
+            v,
+            Verdict::Noisy | Verdict::Underpowered | Verdict::Warn | Verdict::NearViolation
+        )
+    }) {
         Status::Warn
     } else {
         Status::Pass
@@ -383,7 +389,12 @@ impl Judgement {
             .regression
             .iter()
             .flat_map(|r| &r.rows)
-            .filter(|r| r.verdict == Verdict::Noisy || r.guarded_from == Some(Verdict::Noisy))
+            .filter(|r| {
+                [Some(r.verdict), r.guarded_from]
+                    .iter()
+                    .flatten()
+                    .any(|v| matches!(v, Verdict::Noisy | Verdict::Underpowered))
+            })
             .map(|r| r.id.clone())
             .collect();
         ids.extend(
@@ -578,7 +589,18 @@ pub fn regression(
             }
         })
         .collect();
-    let status = roll_up(counted.iter(), gating);
+    let mut status = roll_up(counted.iter(), gating);
+    // A critical path may not pass underpowered: its check cannot be read as passed.
+    if gating
+        && status != Status::Fail
+        && rows.iter().any(|r| {
+            r.verdict == Verdict::Underpowered
+                && r.waived.is_none()
+                && policy.overhead.critical_paths.contains(&r.id)
+        })
+    {
+        status = Status::Inconclusive;
+    }
     rows.sort_by(|a, b| (a.verdict, &a.id, &a.variant).cmp(&(b.verdict, &b.id, &b.variant)));
     RegressionCheck {
         base: base.name.clone(),
@@ -619,6 +641,8 @@ fn classify(t: &crate::policy::Thresholds, row: &RegressionRow) -> Verdict {
         Verdict::Warn
     } else if significant && change <= -t.regression_warn {
         Verdict::Improved
+    } else if t.target_mde.is_some_and(|m| s.mde > m) {
+        Verdict::Underpowered
     } else {
         Verdict::Unchanged
     }

@@ -463,3 +463,35 @@ fn incomplete_pairs_fall_back_to_welch() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_comparison_that_could_not_see_the_power_target_is_underpowered_not_unchanged() {
+    let p = policy();
+    assert_eq!(p.thresholds.target_mde, Some(0.10));
+    // No change, and a CI inside the warn line, but with a 4 % spread between processes 3 against
+    // 3 cannot detect 10 %.
+    let (b, h) = pair(&[100.0, 104.0, 96.0], &[100.0, 96.0, 104.0]);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    let r = row(&c, "g/x");
+    assert_eq!(r.verdict, Verdict::Underpowered, "{r:?}");
+    assert!(r.stats.unwrap().mde > 0.10);
+    assert_eq!(
+        c.status,
+        Status::Warn,
+        "a bench that is not a critical path warns"
+    );
+
+    // The same on a critical path: the check cannot be read as passed.
+    let id = "p2p_cli_commands/install";
+    let (mut b, mut h) = (empty_run("base", "standard"), empty_run("head", "standard"));
+    add(&mut b, id, "plain", &[100.0, 104.0, 96.0], None);
+    add(&mut h, id, "plain", &[100.0, 96.0, 104.0], None);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    assert_eq!(row(&c, id).verdict, Verdict::Underpowered);
+    assert_eq!(c.status, Status::Inconclusive);
+
+    // Tight enough: unchanged.
+    let (b, h) = pair(&[100.0, 100.5, 99.5], &[100.2, 99.8, 100.1]);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    assert_eq!(row(&c, "g/x").verdict, Verdict::Unchanged);
+}
