@@ -26,7 +26,9 @@ verbs:
   compare OLD NEW [--strict-env] judge two saved runs (names or paths)
   baseline save NAME [--from RUN] [--force] | baseline list | baseline show NAME
   report [--run NAME]            re-render the report from a saved run (default: the last)
-  simulate [--families N]        detection and false-failure rates of the verdicts
+  simulate [--families N] [--run NAME]
+                                 detection and false-failure rates of the verdicts; with --run,
+                                 per bench at +10/+15/+25 % from that run's measured spreads
 
 global: --workspace DIR (default: the workspace this xtask was built in)
 one xtask measures at a time on a machine: a second waits (--no-wait: refuses), naming the first
@@ -248,8 +250,11 @@ fn run(args: Args) -> Result<Outcome> {
             report::run(&layout, args.get("run").as_deref())
         }
         "simulate" => {
-            args.allow(&["families"])?;
-            simulate::run(&layout, args.number("families")?)?;
+            args.allow(&["families", "run"])?;
+            match args.get("run") {
+                Some(name) => simulate::run_from(&layout, &name, args.number("families")?)?,
+                None => simulate::run(&layout, args.number("families")?)?,
+            }
             Ok(Outcome::Pass)
         }
         "help" | "-h" => {

@@ -234,6 +234,155 @@ pub fn simulate(policy: &Policy, cfg: &SimConfig) -> Vec<SimResult> {
         .collect()
 }
 
+/// One bench's power as measured: how often the gate would fail it at each injected slowdown.
+#[derive(Debug, Clone)]
+pub struct BenchPower {
+    pub id: String,
+    pub variant: String,
+    /// Standard deviation of the log estimates between this run's processes.
+    pub spread: f64,
+    pub processes: usize,
+    /// (injected slowdown, share of simulated runs in which the bench failed).
+    pub detection: Vec<(f64, f64)>,
+}
+
+/// Detection rates per bench under the spread each bench showed between the processes of `run`
+/// (not an assumed CV). Every simulated run is a whole family, measured in pairs as `bench-all
+/// --base-ref` measures, judged by `verdict::regression` with re-measuring up to the profile's
+/// cap: the injected bench alone is slower, the others unchanged, so Benjamini–Hochberg charges it
+/// for the family as in a real run. A pair's two processes draw independent offsets, which is
+/// conservative: on a real machine they share part of their luck.
+pub fn from_run(
+    policy: &Policy,
+    run: &RunFile,
+    shifts: &[f64],
+    trials: usize,
+    seed: u64,
+) -> Vec<BenchPower> {
+    let profile = policy.profiles.get(&run.profile);
+    let (replicates, max_replicates) = profile.map_or((3, 8), |p| {
+        (p.replicates, p.max_replicates.max(p.replicates))
+    });
+    // (id, variant, spread, processes) of every bench with at least two comparable processes.
+    let benches: Vec<(String, String, f64, usize)> = run
+        .benches
+        .iter()
+        .flat_map(|(id, b)| b.variants.keys().map(move |v| (id.clone(), v.clone())))
+        .filter_map(|(id, v)| {
+            let logs: Vec<f64> = run.estimates(&id, &v).iter().map(|e| e.ln()).collect();
+            (logs.len() >= 2).then(|| (id, v, crate::stats::variance(&logs).sqrt(), logs.len()))
+        })
+        .collect();
+    let mut rng = XorShift64::new(seed);
+    let draw = |rng: &mut XorShift64, sd: f64, factor: f64, rep: u32| -> Replicate {
+        let cfg = SimConfig {
+            process_cv: sd,
+            bimodal_probability: 0.0,
+            sample_cv: 0.0,
+            samples: 10,
+            ..SimConfig::standard(policy)
+        };
+        process(rng, &cfg, 1000.0 * factor, rep)
+    };
+    let mut out = Vec::new();
+    for (target, (id, variant, spread, processes)) in benches.iter().enumerate() {
+        let mut detection = Vec::new();
+        for &shift in shifts {
+            let mut failed = 0usize;
+            for _ in 0..trials {
+                let (mut base, mut head) = (empty_run("base"), empty_run("head"));
+                base.paired_with = Some(head.name.clone());
+                head.paired_with = Some(base.name.clone());
+                let key = |i: usize| format!("{}#{}", benches[i].0, benches[i].1);
+                let measure = |rng: &mut XorShift64,
+                               base: &mut RunFile,
+                               head: &mut RunFile,
+                               i: usize,
+                               rep: u32| {
+                    let factor = if i == target { 1.0 + shift } else { 1.0 };
+                    add(base, &key(i), draw(rng, benches[i].2, 1.0, rep));
+                    add(head, &key(i), draw(rng, benches[i].2, factor, rep));
+                };
+                for rep in 0..replicates {
+                    for i in 0..benches.len() {
+                        measure(&mut rng, &mut base, &mut head, i, rep);
+                    }
+                }
+                let mut reps = replicates;
+                let verdict = loop {
+                    let check = verdict::regression(policy, &base, &head, "2000-01-01", true);
+                    let again: Vec<usize> = check
+                        .rows
+                        .iter()
+                        .filter(|r| matches!(r.verdict, Verdict::Noisy | Verdict::Underpowered))
+                        .filter_map(|r| (0..benches.len()).find(|i| key(*i) == r.id))
+                        .collect();
+                    if again.is_empty() || reps >= max_replicates {
+                        break check
+                            .rows
+                            .iter()
+                            .find(|r| r.id == key(target))
+                            .map_or(Verdict::NotMeasured, |r| r.verdict);
+                    }
+                    for i in again {
+                        measure(&mut rng, &mut base, &mut head, i, reps);
+                    }
+                    reps += 1;
+                };
+                failed += usize::from(verdict == Verdict::Fail);
+            }
+            detection.push((shift, failed as f64 / trials.max(1) as f64));
+        }
+        out.push(BenchPower {
+            id: id.clone(),
+            variant: variant.clone(),
+            spread: *spread,
+            processes: *processes,
+            detection,
+        });
+    }
+    out
+}
+
+/// `simulate --run NAME`: per-bench detection rates at +10/+15/+25 % from a run's own spreads.
+pub fn run_from(
+    layout: &crate::layout::Layout,
+    name: &str,
+    trials: Option<usize>,
+) -> crate::Result<()> {
+    let policy = Policy::load(&layout.policy())?;
+    let path = layout.resolve_run(name)?;
+    let run = RunFile::load(&path)?;
+    let trials = trials.unwrap_or(200);
+    let shifts = [0.10, 0.15, 0.25];
+    println!(
+        "{} simulated runs per bench and slowdown, each a family of every bench of {} measured in pairs (profile `{}`), each bench with the spread between processes it showed there",
+        trials,
+        path.display(),
+        run.profile
+    );
+    println!(
+        "{:<48} {:>7} {:>9} {:>10} {:>7} {:>7} {:>7}",
+        "bench", "variant", "processes", "spread", "+10 %", "+15 %", "+25 %"
+    );
+    for b in from_run(&policy, &run, &shifts, trials, 20_261_207) {
+        let rates: Vec<String> = b
+            .detection
+            .iter()
+            .map(|(_, r)| format!("{:>6.0}%", r * 100.0))
+            .collect();
+        println!(
+            "{:<48} {:>7} {:>9} {:>9.1}% {}",
+            b.id,
+            b.variant,
+            b.processes,
+            b.spread * 100.0,
+            rates.join(" ")
+        );
+    }
+    Ok(())
+}
+
 pub fn run(layout: &crate::layout::Layout, families: Option<usize>) -> crate::Result<()> {
     let policy = Policy::load(&layout.policy())?;
     let mut cfg = SimConfig::standard(&policy);

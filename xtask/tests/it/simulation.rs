@@ -36,3 +36,38 @@ fn unchanged_families_pass_and_a_25_percent_slowdown_fails() {
         );
     }
 }
+
+#[test]
+fn detection_rates_follow_each_benchs_measured_spread() {
+    let policy = xtask::policy::Policy::load(&crate::fixtures::committed_policy()).unwrap();
+    let mut run = crate::fixtures::empty_run("measured", "pr");
+    // A steady bench (about 1 % between processes) and a wild one (about 30 %).
+    crate::fixtures::add(
+        &mut run,
+        "g/steady",
+        "plain",
+        &[1000.0, 1010.0, 990.0, 1005.0],
+        None,
+    );
+    crate::fixtures::add(
+        &mut run,
+        "g/wild",
+        "plain",
+        &[1000.0, 1400.0, 700.0, 1200.0],
+        None,
+    );
+    let powers = xtask::verbs::simulate::from_run(&policy, &run, &[0.10, 0.25], 60, 7);
+    let rate = |id: &str, shift: f64| {
+        let b = powers.iter().find(|b| b.id == id).unwrap();
+        b.detection.iter().find(|(s, _)| *s == shift).unwrap().1
+    };
+    let steady = powers.iter().find(|b| b.id == "g/steady").unwrap();
+    assert!(
+        steady.spread > 0.005 && steady.spread < 0.02,
+        "{}",
+        steady.spread
+    );
+    assert!(rate("g/steady", 0.25) > 0.95, "{}", rate("g/steady", 0.25));
+    assert!(rate("g/wild", 0.25) < 0.6, "{}", rate("g/wild", 0.25));
+    assert!(rate("g/steady", 0.10) < rate("g/steady", 0.25) + 1e-9);
+}
