@@ -8,6 +8,8 @@
 //!   run the setup only when Criterion actually runs that bench (not for `--list` or filtered-out
 //!   ids), and, when `MARKET_PERF_OUT` is set, follow Criterion's measurement with the fixed-count
 //!   side-data pass of [`side`];
+//! - through the same helpers records the CPU time of every bench and, in a process the xtask runs
+//!   under callgrind, counts instructions instead of timing (see [`count`]);
 //! - asks [`smoke`] whether it runs as a smoke test (`cargo test --benches`, `--test`), in which case
 //!   it shrinks its fixtures: a smoke run proves the bench works, it measures nothing.
 
@@ -16,6 +18,7 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
 
+pub mod count;
 pub mod fixtures;
 pub mod network;
 pub mod side;
@@ -202,13 +205,36 @@ pub fn bench<S, R>(
     setup: impl FnOnce() -> S,
     mut op: impl FnMut(&S) -> R,
 ) {
+    if let Some(ids) = count::ids() {
+        if ids.contains(id) {
+            count::count(id, setup, op);
+        }
+        return;
+    }
     let mut setup = Some(setup);
     let mut state: Option<S> = None;
+    let mut tally = count::CpuTally::default();
     c.bench_function(id, |b| {
         let s = state.get_or_insert_with(|| (setup.take().expect("setup runs once"))());
-        b.iter(|| op(s));
+        timed_iter(b, &mut tally, || op(s));
     });
-    after_measurement(id, side_count, state.as_ref(), op);
+    after_measurement(id, side_count, state.as_ref(), &tally, op);
+}
+
+/// `b.iter(op)`, adding the process CPU time and the calls Criterion made to `tally`.
+fn timed_iter<R>(
+    b: &mut criterion::Bencher<'_>,
+    tally: &mut count::CpuTally,
+    mut op: impl FnMut() -> R,
+) {
+    let before = count::cpu_time();
+    let mut calls = 0u64;
+    b.iter(|| {
+        calls += 1;
+        op()
+    });
+    tally.cpu += count::cpu_time().saturating_sub(before);
+    tally.calls += calls;
 }
 
 /// The id of one bench inside a group: a function name, a parameter, or both
@@ -263,13 +289,20 @@ pub fn bench_in<S, R>(
     mut op: impl FnMut(&S) -> R,
 ) {
     let full = id.full(group_name);
+    if let Some(ids) = count::ids() {
+        if ids.contains(&full) {
+            count::count(&full, setup, op);
+        }
+        return;
+    }
     let mut setup = Some(setup);
     let mut state: Option<S> = None;
+    let mut tally = count::CpuTally::default();
     register(group, id, |b| {
         let s = state.get_or_insert_with(|| (setup.take().expect("setup runs once"))());
-        b.iter(|| op(s));
+        timed_iter(b, &mut tally, || op(s));
     });
-    after_measurement(&full, side_count, state.as_ref(), op);
+    after_measurement(&full, side_count, state.as_ref(), &tally, op);
 }
 
 /// [`bench_in`] for operations that consume fresh input each time (an install into an empty
@@ -285,19 +318,36 @@ pub fn bench_batched_in<S, I, R>(
     mut op: impl FnMut(&S, I) -> R,
 ) {
     let full = id.full(group_name);
+    if let Some(ids) = count::ids() {
+        if ids.contains(&full) {
+            count::count_batched(&full, setup, input, op);
+        }
+        return;
+    }
     let mut setup = Some(setup);
     let mut state: Option<S> = None;
+    let mut tally = count::CpuTally::default();
     register(group, id, |b| {
         let s = state.get_or_insert_with(|| (setup.take().expect("setup runs once"))());
+        let before = count::cpu_time();
+        let mut calls = 0u64;
         b.iter_batched(
             || input(s),
-            |i| op(s, i),
+            |i| {
+                calls += 1;
+                op(s, i)
+            },
             criterion::BatchSize::PerIteration,
         );
+        // Input preparation runs between the timed calls, so it is in this CPU time too: the
+        // same on both sides of a comparison, and small beside the operations batched here.
+        tally.cpu += count::cpu_time().saturating_sub(before);
+        tally.calls += calls;
     });
     if let Some(s) = &state
         && mode() == Mode::Measure
     {
+        tally.write(&full);
         side::percentiles_batched(&full, side_count, || input(s), |i| op(s, i));
     }
 }
@@ -320,12 +370,14 @@ fn after_measurement<S, R>(
     id: &str,
     side_count: usize,
     state: Option<&S>,
+    tally: &count::CpuTally,
     mut op: impl FnMut(&S) -> R,
 ) {
     // The state exists only if Criterion ran the routine; the side pass belongs to measuring runs.
     if let Some(s) = state
         && mode() == Mode::Measure
     {
+        tally.write(id);
         side::percentiles(id, side_count, || op(s));
     }
 }

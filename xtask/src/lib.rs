@@ -12,6 +12,7 @@
 //! executables it runs and the files they write.
 
 pub mod build;
+pub mod callgrind;
 pub mod criterion;
 pub mod error;
 pub mod layout;

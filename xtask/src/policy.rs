@@ -23,6 +23,9 @@ pub struct Policy {
     /// The environment guard; without it the machine is not measured.
     #[serde(default)]
     pub guard: Option<Guard>,
+    /// Which metric gates each bench.
+    #[serde(default)]
+    pub metrics: Metrics,
     /// Where the policy was read from, for error messages.
     #[serde(skip)]
     pub path: PathBuf,
@@ -39,6 +42,42 @@ pub struct Thresholds {
     /// re-measured, and then named "underpowered", never "unchanged".
     #[serde(default)]
     pub target_mde: Option<f64>,
+}
+
+/// What a regression is measured in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Criterion's wall time per iteration (Σtimes/Σiters per process).
+    WallTime,
+    /// The process's user + system time per iteration, around Criterion's calls of the routine.
+    CpuTime,
+    /// Instructions per iteration, counted by callgrind around the routine only.
+    Instructions,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::WallTime => "wall time",
+            Metric::CpuTime => "CPU time",
+            Metric::Instructions => "instructions",
+        }
+    }
+}
+
+/// Benches gated by a metric other than wall time, by glob on full ids (as profiles select).
+/// Every metric is measured and reported for every bench where it can be; this says which one
+/// decides the verdict.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// CPU-bound benches, counted under callgrind when valgrind is installed (else they gate on
+    /// CPU time, and the report says so).
+    #[serde(default)]
+    pub instructions: Vec<String>,
+    #[serde(default)]
+    pub cpu_time: Vec<String>,
 }
 
 /// The environment guard: a fixed CPU workload measured beside every pair of processes. Its
@@ -502,6 +541,22 @@ impl Policy {
     }
 
     /// Whether the selector `sel` (a glob, `@critical_paths` or `@sla:PROFILE`) names `id`.
+    /// The metric the policy gates `id` on.
+    pub fn metric(&self, id: &str) -> Metric {
+        if self
+            .metrics
+            .instructions
+            .iter()
+            .any(|g| self.matches(g, id))
+        {
+            Metric::Instructions
+        } else if self.metrics.cpu_time.iter().any(|g| self.matches(g, id)) {
+            Metric::CpuTime
+        } else {
+            Metric::WallTime
+        }
+    }
+
     fn matches(&self, sel: &str, id: &str) -> bool {
         if sel == "@critical_paths" {
             self.overhead.critical_paths.iter().any(|c| c == id)

@@ -34,6 +34,8 @@ pub struct Provenance {
     /// `<variant>/<executable>` → sha256 of what each side ran (empty for runs that predate it).
     pub executables: std::collections::BTreeMap<String, String>,
     pub base_executables: std::collections::BTreeMap<String, String>,
+    /// How instructions were counted, or why not.
+    pub counting: Option<String>,
 }
 
 impl Provenance {
@@ -78,6 +80,7 @@ impl Provenance {
             html_reports: html,
             executables: head.executables.clone(),
             base_executables: base.map(|b| b.0.executables.clone()).unwrap_or_default(),
+            counting: head.counting.clone(),
         }
     }
 }
@@ -229,7 +232,7 @@ pub fn summary(j: &Judgement) -> Vec<(&'static str, Status, String)> {
             let mut d = format!(
                 "vs `{}`: {}",
                 r.base,
-                count(r.rows.iter().map(|r| r.verdict))
+                count(r.rows.iter().filter(|r| r.gating).map(|r| r.verdict))
             );
             if !r.same_machine {
                 d.push_str("; another machine: information only");
@@ -240,7 +243,7 @@ pub fn summary(j: &Judgement) -> Vec<(&'static str, Status, String)> {
             let weak: Vec<String> = r
                 .rows
                 .iter()
-                .filter(|r| r.verdict == Verdict::Underpowered)
+                .filter(|r| r.gating && r.verdict == Verdict::Underpowered)
                 .filter_map(|r| {
                     r.stats
                         .map(|s| format!("`{}` {} (detects ≥ {})", r.id, r.variant, pct(s.mde)))
@@ -323,7 +326,7 @@ fn summary_table(j: &Judgement, out: &mut String) {
 }
 
 fn regression_rows(rows: &[&crate::verdict::RegressionRow], out: &mut String) {
-    out.push_str("| bench | variant | change | 95 % CI | q | min. detectable | replicates (base/head) | test | verdict |\n|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| bench | variant | metric | change | 95 % CI | q | min. detectable | replicates (base/head) | test | verdict |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let mut v = verdict_cell(r.verdict);
         if let (Verdict::Underpowered, Some(st)) = (r.verdict, r.stats) {
@@ -340,9 +343,11 @@ fn regression_rows(rows: &[&crate::verdict::RegressionRow], out: &mut String) {
         }
         writeln!(
             out,
-            "| `{}` | {} | {} | {} | {} | {} | {}/{} | {} | {v} |",
+            "| `{}` | {} | {}{} | {} | {} | {} | {} | {}/{} | {} | {v} |",
             r.id,
             r.variant,
+            r.metric.name(),
+            if r.gating { "" } else { " (info)" },
             r.change.map_or("—".to_owned(), pct),
             pct_ci(r.stats.map(|s| s.ci)),
             r.q.map_or("—".to_owned(), |q| format!("{q:.3}")),
@@ -429,11 +434,15 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
     match &j.regression {
         None => out.push_str("No comparison: run `cargo xtask bench-all --against NAME` or `cargo xtask compare OLD NEW`.\n\n"),
         Some(r) => {
-            writeln!(out, "Against `{}`. Change = exp(mean log head − mean log base) − 1 over replicate estimates (Σtimes/Σiters per process). Where base and head were measured in pairs (the same suite, variant and seed, one process beside the other), the change, its 95 % CI and p come from a t over the pairs' log ratios (`paired`); otherwise from Welch's t on the logs (`Welch`). q after Benjamini–Hochberg over {} comparisons; minimum detectable change at 80 % power.\n", r.base, r.rows.iter().filter(|r| r.q.is_some()).count()).ok();
+            writeln!(out, "Against `{}`. Change = exp(mean log head − mean log base) − 1 over replicate estimates (Σtimes/Σiters per process). Where base and head were measured in pairs (the same suite, variant and seed, one process beside the other), the change, its 95 % CI and p come from a t over the pairs' log ratios (`paired`); otherwise from Welch's t on the logs (`Welch`). q after Benjamini–Hochberg over the {} comparisons of each metric; minimum detectable change at 80 % power. Each bench is gated by one metric (the policy's `[metrics]`: wall time, CPU time or instructions counted by callgrind); the other metrics are shown as (info), and the same lines apply to each.\n", r.base, r.rows.iter().filter(|r| r.q.is_some()).count()).ok();
             if !r.same_machine {
                 out.push_str("> **Information only:** the baseline was recorded on another machine (environment fingerprints differ), so absolute times do not compare.\n\n");
             }
-            let notable: Vec<_> = r.rows.iter().filter(|r| r.verdict.notable()).collect();
+            let notable: Vec<_> = r
+                .rows
+                .iter()
+                .filter(|r| r.gating && r.verdict.notable())
+                .collect();
             if notable.is_empty() {
                 out.push_str("No notable changes.\n\n");
             } else {
@@ -651,6 +660,9 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
         .ok();
     }
     executables(&mut out, p);
+    if let Some(c) = &p.counting {
+        writeln!(out, "- {c}").ok();
+    }
     for c in &p.commands {
         writeln!(out, "- command: `{c}`").ok();
     }

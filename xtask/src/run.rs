@@ -47,6 +47,9 @@ pub struct RunFile {
     /// The environment guard's probes, in the order they ran.
     #[serde(default)]
     pub guard: Vec<Probe>,
+    /// How instructions were counted (valgrind's version, processes per side), or why not.
+    #[serde(default)]
+    pub counting: Option<String>,
 }
 
 /// One run of the guard's calibration bench beside the measurement.
@@ -109,6 +112,12 @@ pub struct Replicate {
     pub side: Option<SideData>,
     /// The process's Criterion home, relative to the workspace root (HTML reports live there).
     pub criterion_home: String,
+    /// User + system CPU time per iteration around Criterion's calls of the routine, ns.
+    #[serde(default)]
+    pub cpu_ns: Option<f64>,
+    /// Instructions per iteration, counted by callgrind in a process of the same replicate number.
+    #[serde(default)]
+    pub instructions: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +157,17 @@ pub struct Memory {
 pub struct Kademlia {
     pub requests_per_lookup: f64,
     pub dials_per_lookup: f64,
+}
+
+/// What a bench writes to `<MARKET_PERF_OUT>/<id with / as __>.cpu.json`.
+#[derive(Debug, Clone, Deserialize)]
+struct CpuData {
+    cpu_ns_per_iter: f64,
+}
+
+/// `<id with / as __>.cpu.json`.
+pub fn cpu_data_file(id: &str) -> String {
+    format!("{}.cpu.json", id.replace('/', "__"))
 }
 
 /// `<id with / as __>.json`.
@@ -214,8 +234,19 @@ impl RunFile {
                     "cargo unified the features of the two builds; rebuild with separate target directories",
                 ));
             }
+            let cpu_path = home.join(cpu_data_file(&m.id.full_id));
+            let cpu_ns = if cpu_path.is_file() {
+                let c: CpuData = criterion::read_json(&cpu_path)?;
+                Some(c.cpu_ns_per_iter).filter(|x| x.is_finite() && *x > 0.0)
+            } else {
+                None
+            };
             ids.push(m.id.full_id.clone());
+            let id = m.id.full_id.clone();
             self.add(variant, replicate, m, side, rel.clone());
+            if let Some(r) = self.replicate_mut(&id, variant, replicate) {
+                r.cpu_ns = cpu_ns;
+            }
         }
         Ok(ids)
     }
@@ -256,7 +287,46 @@ impl RunFile {
                 },
                 side,
                 criterion_home,
+                cpu_ns: None,
+                instructions: None,
             });
+    }
+
+    /// Replicate number `replicate` of `id` in `variant`.
+    pub fn replicate_mut(
+        &mut self,
+        id: &str,
+        variant: &str,
+        replicate: u32,
+    ) -> Option<&mut Replicate> {
+        self.benches
+            .get_mut(id)?
+            .variants
+            .get_mut(variant)?
+            .iter_mut()
+            .find(|r| r.replicate == replicate)
+    }
+
+    /// `id`'s per-iteration values of `metric` in `variant`, by replicate number (comparable
+    /// processes only).
+    pub fn metric_values(
+        &self,
+        id: &str,
+        variant: &str,
+        metric: crate::policy::Metric,
+    ) -> Vec<(u32, f64)> {
+        use crate::policy::Metric;
+        self.replicates(id, variant)
+            .filter(|r| r.comparable)
+            .filter_map(|r| {
+                let v = match metric {
+                    Metric::WallTime => Some(r.estimate),
+                    Metric::CpuTime => r.cpu_ns,
+                    Metric::Instructions => r.instructions,
+                };
+                v.map(|v| (r.replicate, v))
+            })
+            .collect()
     }
 
     /// The comparable replicate estimates of `id` in `variant`.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::policy::{Policy, ScalingClass, ScalingMetric, Statistic};
+use crate::policy::{Metric, Policy, ScalingClass, ScalingMetric, Statistic};
 use crate::run::RunFile;
 use crate::stats::{self, Change, Overhead, Slope};
 
@@ -136,6 +136,11 @@ pub struct RegressionRow {
     pub test: Test,
     /// The verdict before the environment guard withdrew it.
     pub guarded_from: Option<Verdict>,
+    /// What was compared.
+    pub metric: Metric,
+    /// Whether this metric decides the bench's verdict (the policy's metric for the bench, or the
+    /// next one down when it was not measured); the others are shown for information.
+    pub gating: bool,
 }
 
 /// How a regression row was tested.
@@ -389,6 +394,7 @@ impl Judgement {
             .regression
             .iter()
             .flat_map(|r| &r.rows)
+            .filter(|r| r.gating)
             .filter(|r| {
                 [Some(r.verdict), r.guarded_from]
                     .iter()
@@ -467,10 +473,15 @@ fn withdraw_wall_time_verdicts(j: &mut Judgement) {
         }
     };
     if let Some(r) = &mut j.regression {
-        for row in &mut r.rows {
+        // Counted work (CPU time, instructions) is what a busy machine does not move much: those
+        // verdicts stand.
+        for row in r.rows.iter_mut().filter(|r| r.metric == Metric::WallTime) {
             row.guarded_from = guard(&mut row.verdict);
         }
-        let mut it = r.rows.iter().map(|r| r.verdict);
+        let mut it = r
+            .rows
+            .iter()
+            .map(|r| if r.gating { r.verdict } else { Verdict::Pass });
         recheck(&mut r.status, &mut it);
     }
     let o = &mut j.overhead;
@@ -513,6 +524,8 @@ pub fn regression(
 ) -> RegressionCheck {
     let t = &policy.thresholds;
     let same_machine = base.environment.same_machine(&head.environment);
+    let paired = head.paired_with.as_deref() == Some(base.name.as_str())
+        || base.paired_with.as_deref() == Some(head.name.as_str());
     let mut rows = Vec::new();
     let ids: BTreeSet<&String> = base.benches.keys().chain(head.benches.keys()).collect();
     for id in ids {
@@ -522,67 +535,88 @@ pub fn regression(
             .flat_map(|b| b.variants.keys())
             .collect();
         for variant in variants {
-            let (be, he) = (base.estimates(id, variant), head.estimates(id, variant));
-            let throughput = head
-                .benches
-                .get(id.as_str())
-                .or(base.benches.get(id.as_str()))
-                .is_some_and(|b| b.throughput.is_some());
-            let waived = policy
-                .waiver(id, today)
-                .map(|w| format!("{} ({}, until {})", w.reason, w.link, w.expires));
-            let mut row = RegressionRow {
-                id: id.clone(),
-                variant: variant.clone(),
-                base_n: be.len(),
-                head_n: he.len(),
-                change: None,
-                stats: None,
-                q: None,
-                verdict: Verdict::NotMeasured,
-                unreplicated: false,
-                throughput,
-                waived,
-                test: Test::None,
-                guarded_from: None,
+            let values = |metric| {
+                (
+                    base.metric_values(id, variant, metric),
+                    head.metric_values(id, variant, metric),
+                )
             };
-            if !be.is_empty() && !he.is_empty() {
-                let log_mean =
-                    |xs: &[f64]| stats::mean(&xs.iter().map(|x| x.ln()).collect::<Vec<_>>());
-                let pairs = RunFile::pairs(base, head, id, variant);
-                (row.stats, row.test) = match stats::paired_log(&pairs) {
-                    Some(s) => (Some(s), Test::Paired { pairs: pairs.len() }),
-                    None => match stats::welch_log(&be, &he) {
-                        Some(s) => (Some(s), Test::Welch),
-                        None => (None, Test::None),
-                    },
-                };
-                // The paired change is the mean of the pairs' ratios; it is the row's change, so
-                // the point and its CI come from the same statistic.
-                row.change = Some(match (row.test, row.stats) {
-                    (Test::Paired { .. }, Some(s)) => s.change,
-                    _ => (log_mean(&he) - log_mean(&be)).exp_m1(),
-                });
-                row.unreplicated = row.stats.is_none();
+            let has = |metric| {
+                let (b, h) = values(metric);
+                !b.is_empty() && !h.is_empty()
+            };
+            // The policy's metric, or the next one down when it was not measured on both sides
+            // (no valgrind: CPU time; no CPU time: wall time).
+            let gating_metric = [policy.metric(id), Metric::CpuTime, Metric::WallTime]
+                .into_iter()
+                .filter(|m| *m <= policy.metric(id))
+                .find(|m| *m == Metric::WallTime || has(*m))
+                .unwrap_or(Metric::WallTime);
+            for metric in [Metric::WallTime, Metric::CpuTime, Metric::Instructions] {
+                if metric != Metric::WallTime && !has(metric) {
+                    continue;
+                }
+                let (bv, hv) = values(metric);
+                let mut row = metric_row(policy, id, variant, base, head, today);
+                row.metric = metric;
+                row.gating = metric == gating_metric;
+                row.base_n = bv.len();
+                row.head_n = hv.len();
+                if !bv.is_empty() && !hv.is_empty() {
+                    let be: Vec<f64> = bv.iter().map(|v| v.1).collect();
+                    let he: Vec<f64> = hv.iter().map(|v| v.1).collect();
+                    let log_mean =
+                        |xs: &[f64]| stats::mean(&xs.iter().map(|x| x.ln()).collect::<Vec<_>>());
+                    let pairs: Vec<(f64, f64)> = if paired {
+                        bv.iter()
+                            .filter_map(|(r, b)| {
+                                hv.iter().find(|(hr, _)| hr == r).map(|(_, h)| (*b, *h))
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    (row.stats, row.test) = match stats::paired_log(&pairs) {
+                        Some(s) => (Some(s), Test::Paired { pairs: pairs.len() }),
+                        None => match stats::welch_log(&be, &he) {
+                            Some(s) => (Some(s), Test::Welch),
+                            None => (None, Test::None),
+                        },
+                    };
+                    // The paired change is the mean of the pairs' ratios; it is the row's change,
+                    // so the point and its CI come from the same statistic.
+                    row.change = Some(match (row.test, row.stats) {
+                        (Test::Paired { .. }, Some(s)) => s.change,
+                        _ => (log_mean(&he) - log_mean(&be)).exp_m1(),
+                    });
+                    row.unreplicated = row.stats.is_none();
+                }
+                rows.push(row);
             }
-            rows.push(row);
         }
     }
-    let ps: Vec<f64> = rows.iter().filter_map(|r| r.stats.map(|s| s.p)).collect();
-    let qs = stats::benjamini_hochberg(&ps);
-    let mut qs = qs.into_iter();
-    for row in &mut rows {
-        if row.stats.is_some() {
-            row.q = qs.next();
+    // One family per metric: a bench measured in three metrics is not three tests of one family.
+    for metric in [Metric::WallTime, Metric::CpuTime, Metric::Instructions] {
+        let ps: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.metric == metric)
+            .filter_map(|r| r.stats.map(|s| s.p))
+            .collect();
+        let mut qs = stats::benjamini_hochberg(&ps).into_iter();
+        for row in rows.iter_mut().filter(|r| r.metric == metric) {
+            if row.stats.is_some() {
+                row.q = qs.next();
+            }
+            row.verdict = classify(t, row);
         }
-        row.verdict = classify(t, row);
     }
     let gating = gated && same_machine;
-    // A waived row counts as passing; it is still shown with its own verdict.
+    // A waived row counts as passing, and so does a metric that does not gate its bench; both are
+    // still shown with their own verdict.
     let counted: Vec<Verdict> = rows
         .iter()
         .map(|r| {
-            if r.waived.is_some() {
+            if r.waived.is_some() || !r.gating {
                 Verdict::Pass
             } else {
                 r.verdict
@@ -595,18 +629,57 @@ pub fn regression(
         && status != Status::Fail
         && rows.iter().any(|r| {
             r.verdict == Verdict::Underpowered
+                && r.gating
                 && r.waived.is_none()
                 && policy.overhead.critical_paths.contains(&r.id)
         })
     {
         status = Status::Inconclusive;
     }
-    rows.sort_by(|a, b| (a.verdict, &a.id, &a.variant).cmp(&(b.verdict, &b.id, &b.variant)));
+    rows.sort_by(|a, b| {
+        (a.verdict, &a.id, &a.variant, a.metric).cmp(&(b.verdict, &b.id, &b.variant, b.metric))
+    });
     RegressionCheck {
         base: base.name.clone(),
         same_machine,
         status,
         rows,
+    }
+}
+
+/// An empty row of `id` in `variant`, with what does not depend on the metric.
+fn metric_row(
+    policy: &Policy,
+    id: &str,
+    variant: &str,
+    base: &RunFile,
+    head: &RunFile,
+    today: &str,
+) -> RegressionRow {
+    let throughput = head
+        .benches
+        .get(id)
+        .or(base.benches.get(id))
+        .is_some_and(|b| b.throughput.is_some());
+    let waived = policy
+        .waiver(id, today)
+        .map(|w| format!("{} ({}, until {})", w.reason, w.link, w.expires));
+    RegressionRow {
+        id: id.to_owned(),
+        variant: variant.to_owned(),
+        base_n: 0,
+        head_n: 0,
+        change: None,
+        stats: None,
+        q: None,
+        verdict: Verdict::NotMeasured,
+        unreplicated: false,
+        throughput,
+        waived,
+        test: Test::None,
+        guarded_from: None,
+        metric: Metric::WallTime,
+        gating: true,
     }
 }
 

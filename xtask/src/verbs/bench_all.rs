@@ -659,6 +659,101 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Counts the instructions of `ids` (plain variant) in one process under callgrind, into the
+    /// replicate entries `replicate` of `run` (the wall-time process of that number is measured
+    /// already).
+    fn count(
+        &mut self,
+        run: &mut RunFile,
+        exe: &Executable,
+        replicate: u32,
+        ids: &BTreeSet<String>,
+    ) -> Result<()> {
+        let dir = self
+            .layout
+            .process_dir(self.git_ref, "callgrind", replicate, &exe.name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        eprintln!(
+            "[count] {} ({}plain) replicate {}: {} benches under callgrind",
+            exe.name,
+            if self.git_ref == BASE_REF {
+                "base "
+            } else {
+                ""
+            },
+            replicate + 1,
+            ids.len()
+        );
+        let mut c = Command::new("valgrind");
+        c.args(crate::callgrind::valgrind_args(&dir))
+            .arg(&exe.path)
+            .arg("--bench")
+            .arg(exact_regex(ids))
+            .env(
+                "MARKET_COUNT_IDS",
+                ids.iter().cloned().collect::<Vec<_>>().join(","),
+            )
+            .env("CRITERION_HOME", &dir)
+            .env("MARKET_PERF_OUT", &dir)
+            .env("MARKET_SIDE_IDS", "")
+            .env("MARKET_BENCH_SEED", replicate.to_string())
+            .stdin(Stdio::null());
+        let tmp = self.scratch.process_dir(usize::MAX - replicate as usize)?;
+        if let Some(tmp) = &tmp {
+            c.env("TMPDIR", tmp);
+        }
+        let log = dir.join("process.log");
+        let file = std::fs::File::create(&log).map_err(|source| Error::Write {
+            path: log.clone(),
+            source,
+        })?;
+        let file2 = file.try_clone().map_err(|source| Error::Write {
+            path: log.clone(),
+            source,
+        })?;
+        c.stdout(file).stderr(file2);
+        let what = || {
+            format!(
+                "valgrind --tool=callgrind {} (replicate {})",
+                exe.path.display(),
+                replicate + 1
+            )
+        };
+        let status = run_with_timeout(c, self.profile.process_timeout_minutes, &what);
+        if let Some(tmp) = &tmp {
+            let _ = std::fs::remove_dir_all(tmp);
+        }
+        let status = status?;
+        if !status.success() {
+            return Err(Error::Command {
+                command: what(),
+                detail: format!(
+                    "{status}\n{}",
+                    tail(&std::fs::read_to_string(&log).unwrap_or_default(), 20)
+                ),
+                help: format!("the full output is in {}", log.display()),
+            });
+        }
+        let counts = crate::callgrind::read_counts(&dir)?;
+        for id in ids {
+            let Some(n) = counts.get(id) else {
+                return Err(Error::input(
+                    format!("counting process in {}", dir.display()),
+                    format!("was asked to count `{id}` and counted nothing for it"),
+                    "a bench counted by instructions must be registered through market-benches' bench helpers (bench, bench_in, bench_batched_in)",
+                ));
+            };
+            if let Some(r) = run.replicate_mut(id, PLAIN, replicate) {
+                r.instructions = Some(*n);
+            }
+        }
+        Ok(())
+    }
+
     /// One interleaved replicate of every executable: P O for even replicates, O P for odd ones,
     /// so the sequence runs P O O P P O … and replicate i of each variant forms a block.
     pub(crate) fn replicate(
@@ -756,6 +851,99 @@ impl Runner<'_> {
     }
 }
 
+/// How many processes per side count instructions. Counts barely move between processes of one
+/// build, but one pair is no evidence for a t over pairs, so two.
+const COUNTING_PROCESSES: u32 = 2;
+
+/// Counts the instructions of the selected benches the policy gates on instructions, paired like
+/// the wall-time processes (base, head; then head, base). Without valgrind nothing is counted, the
+/// run says why, and those benches gate on CPU time.
+fn count_instructions(
+    runner: &mut Runner,
+    policy: &Policy,
+    head: (&mut RunFile, &Plan),
+    mut base: Option<(&mut RunFile, &Plan)>,
+) -> Result<()> {
+    let wanted = |plan: &Plan| -> Vec<(Executable, BTreeSet<String>)> {
+        plan.by_name
+            .values()
+            .filter_map(|m| m.get(PLAIN))
+            .map(|(exe, ids)| {
+                let ids: BTreeSet<String> = ids
+                    .iter()
+                    .filter(|id| policy.metric(id) == crate::policy::Metric::Instructions)
+                    .cloned()
+                    .collect();
+                (exe.clone(), ids)
+            })
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect()
+    };
+    let (head_run, head_plan) = head;
+    let head_wanted = wanted(head_plan);
+    if head_wanted.is_empty() {
+        return Ok(());
+    }
+    let version = match crate::callgrind::available() {
+        Ok(v) => v,
+        Err(why) => {
+            let note = format!(
+                "instructions not counted: {why}; the benches gated on instructions gate on CPU time (install valgrind to count)"
+            );
+            eprintln!("{note}");
+            head_run.counting = Some(note.clone());
+            if let Some((b, _)) = base.as_mut() {
+                b.counting = Some(note);
+            }
+            return Ok(());
+        }
+    };
+    let base_wanted = base.as_ref().map(|(_, p)| wanted(p)).unwrap_or_default();
+    for rep in 0..COUNTING_PROCESSES {
+        let mut order = vec![HEAD_REF];
+        if base.is_some() {
+            order.insert(0, BASE_REF);
+        }
+        if !rep.is_multiple_of(2) {
+            order.reverse();
+        }
+        for (exe, ids) in &head_wanted {
+            for side in &order {
+                runner.git_ref = side;
+                let done = if *side == BASE_REF {
+                    let Some((base_run, _)) = base.as_mut() else {
+                        continue;
+                    };
+                    // The base counts what it has of the head's selection.
+                    match base_wanted.iter().find(|(e, _)| e.name == exe.name) {
+                        Some((bexe, bids)) => {
+                            let ids: BTreeSet<String> = bids.intersection(ids).cloned().collect();
+                            if ids.is_empty() {
+                                Ok(())
+                            } else {
+                                runner.count(base_run, bexe, rep, &ids)
+                            }
+                        }
+                        None => Ok(()),
+                    }
+                } else {
+                    runner.count(head_run, exe, rep, ids)
+                };
+                runner.git_ref = HEAD_REF;
+                done?;
+            }
+        }
+    }
+    let note = format!(
+        "instructions counted with {version}: {COUNTING_PROCESSES} processes per side, collection around the routine only"
+    );
+    head_run.counting = Some(note.clone());
+    if let Some((b, _)) = base.as_mut() {
+        b.counting = Some(note);
+    }
+    Ok(())
+}
+
 /// An empty run file for this machine and commit, named `<UTC stamp>-<commit>`.
 pub(crate) fn new_run(
     layout: &Layout,
@@ -808,6 +996,7 @@ pub(crate) fn new_run(
         executables: BTreeMap::new(),
         paired_with: None,
         guard: Vec::new(),
+        counting: None,
     }
 }
 
@@ -1134,6 +1323,16 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         j = judge(&run, &ab);
     }
     drop(receiver);
+    match ab.as_mut() {
+        Some((base_plan, base_run)) => count_instructions(
+            &mut runner,
+            &policy,
+            (&mut run, &plan),
+            Some((base_run, base_plan)),
+        )?,
+        None => count_instructions(&mut runner, &policy, (&mut run, &plan), None)?,
+    }
+    let mut j = judge(&run, &ab);
     let measured = runner.started.elapsed().as_secs_f64();
     run.measurement_seconds = Some(measured);
 

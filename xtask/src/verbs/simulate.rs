@@ -98,6 +98,8 @@ fn process(rng: &mut XorShift64, cfg: &SimConfig, true_ns: f64, replicate: u32) 
         samples: Samples { iters, times },
         side: None,
         criterion_home: String::new(),
+        cpu_ns: None,
+        instructions: None,
     }
 }
 
@@ -128,6 +130,7 @@ fn empty_run(name: &str) -> RunFile {
         executables: BTreeMap::new(),
         paired_with: None,
         guard: Vec::new(),
+        counting: None,
     }
 }
 

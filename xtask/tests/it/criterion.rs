@@ -159,3 +159,35 @@ fn reads_the_side_data_the_benches_write() {
         serde_json::from_str(r#"{"id": "x", "variant": "otel", "unit": "ns", "count": 50, "p50": 10, "max": 20, "mean": 11.0}"#).unwrap();
     assert_eq!((small.p95, small.p99), (None, None));
 }
+
+#[test]
+fn callgrind_dumps_are_read_in_order_and_bad_files_are_named() {
+    use xtask::callgrind::{read_counts, totals};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("counted.tsv"), "a/x\t2\nb/y\t1\n").unwrap();
+    for (k, ir) in [(1, 100), (2, 300), (3, 1000)] {
+        std::fs::write(
+            d.join(format!("callgrind.out.{k}")),
+            format!(
+                "version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nsummary: {ir}\n\ntotals: {ir}\n"
+            ),
+        )
+        .unwrap();
+    }
+    let counts = read_counts(d).unwrap();
+    assert_eq!(counts["a/x"], 200.0, "the mean of its two calls");
+    assert_eq!(counts["b/y"], 1000.0);
+    assert_eq!(totals("summary: 42\n"), Some(42.0));
+    assert_eq!(totals("events: Ir\n"), None);
+
+    std::fs::remove_file(d.join("callgrind.out.3")).unwrap();
+    let err = read_counts(d).unwrap_err().to_string();
+    assert!(err.contains("callgrind.out.3"), "{err}");
+    std::fs::write(d.join("counted.tsv"), "a/x two\n").unwrap();
+    let err = read_counts(d).unwrap_err().to_string();
+    assert!(
+        err.contains("counted.tsv") && err.contains("line 1"),
+        "{err}"
+    );
+}

@@ -104,6 +104,7 @@ pub fn empty_run(name: &str, profile: &str) -> RunFile {
         executables: BTreeMap::new(),
         paired_with: None,
         guard: Vec::new(),
+        counting: None,
     }
 }
 

@@ -49,7 +49,17 @@ name = "fake"
 harness = false
 "#,
     ),
-    ("benches/src/lib.rs", ""),
+    (
+        "benches/src/lib.rs",
+        r#"/// As in the real market-benches: the one function callgrind collects in.
+pub mod count {
+    #[inline(never)]
+    pub fn callgrind_region(op: &mut dyn FnMut()) {
+        op();
+    }
+}
+"#,
+    ),
     (
         "benches/benches/fake.rs",
         r##"use std::path::PathBuf;
@@ -67,6 +77,22 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("--list") {
         println!("fake/op: benchmark");
+        return;
+    }
+    // Counting mode (the xtask runs this under callgrind): real work, as many rounds as the
+    // commit's value, inside the region, five calls, listed in counted.tsv.
+    if std::env::var("MARKET_COUNT_IDS").is_ok_and(|ids| ids.split(',').any(|i| i == "fake/op")) {
+        let rounds = market_core::per_iteration_ns();
+        let mut x = 1u64;
+        for _ in 0..5 {
+            market_benches::count::callgrind_region(&mut || {
+                for i in 0..rounds {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                }
+            });
+        }
+        let out = PathBuf::from(std::env::var("MARKET_PERF_OUT").unwrap());
+        std::fs::write(out.join("counted.tsv"), "fake/op\t5\n").unwrap();
         return;
     }
     // The seed spreads the replicates a little, as a real machine would.
@@ -258,4 +284,43 @@ fn a_workspace_unit_is_told_from_a_dependency_by_its_name() {
             "{entry}"
         );
     }
+}
+
+#[test]
+fn instruction_counts_gate_the_benches_the_policy_names() {
+    let (ws, one, _) = two_commit_repo();
+    let ws = ws.path();
+    let policy = format!("{SMALL_POLICY}\n[metrics]\ninstructions = [\"fake/op\"]\n");
+    std::fs::write(ws.join("baselines/policy.toml"), policy).unwrap();
+    let (head, base) = ab(ws, &one);
+    let counted = |run: &RunFile| -> Vec<f64> {
+        run.replicates("fake/op", "plain")
+            .filter_map(|r| r.instructions)
+            .collect()
+    };
+    let md = std::fs::read_to_string(ws.join("target/perf/report.md")).unwrap();
+    match xtask::callgrind::available() {
+        Ok(_) => {
+            let (h, b) = (counted(&head), counted(&base));
+            assert_eq!((h.len(), b.len()), (2, 2), "two counting processes a side");
+            // Twice the rounds, about twice the instructions, and the same in every process.
+            let ratio = h[0] / b[0];
+            assert!((1.9..2.1).contains(&ratio), "{h:?} vs {b:?}");
+            assert!((h[0] - h[1]).abs() / h[0] < 0.01, "{h:?}");
+            assert!(
+                md.contains("| `fake/op` | plain | instructions | +"),
+                "an instructions row: {md}"
+            );
+            assert!(md.contains("instructions counted with valgrind"), "{md}");
+        }
+        Err(_) => {
+            assert!(counted(&head).is_empty());
+            assert!(md.contains("instructions not counted"), "{md}");
+        }
+    }
+    // Wall time is still measured and shown, for information.
+    assert!(
+        md.contains("| `fake/op` | plain | wall time (info) |"),
+        "{md}"
+    );
 }
