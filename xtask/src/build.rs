@@ -195,7 +195,7 @@ pub fn benches(
         "-p",
         "market-benches",
         "--no-run",
-        "--message-format=json",
+        "--message-format=json-render-diagnostics",
     ];
     let joined = features.join(",");
     if !features.is_empty() {
@@ -260,7 +260,7 @@ pub fn receiver(layout: &Layout, side: Side) -> Result<PathBuf> {
         "receiver",
         "--profile",
         "bench",
-        "--message-format=json",
+        "--message-format=json-render-diagnostics",
     ];
     let out = cargo_cmd(&sh, layout, side, &args)
         .ignore_status()
