@@ -688,9 +688,8 @@ impl Runner<'_> {
             replicate + 1,
             ids.len()
         );
-        let mut c = Command::new("valgrind");
-        c.args(crate::callgrind::valgrind_args(&dir))
-            .arg(&exe.path)
+        let mut c = crate::callgrind::command(&dir);
+        c.arg(&exe.path)
             .arg("--bench")
             .arg(exact_regex(ids))
             .env(
