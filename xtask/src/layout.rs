@@ -8,7 +8,8 @@
 //! target/perf/worktree/base/                    the base commit's worktree
 //! target/perf/criterion/<ref>/<variant>/<rep>/<exe>/   CRITERION_HOME and MARKET_PERF_OUT of one process
 //! target/perf/runs/NAME.json, latest.json       run files
-//! target/perf/report.md, report.json, pr-comment.md
+//! target/perf/report.md, report.json, pr-comment.md   the last run's report (bench-all, ci)
+//! target/perf/compare-OLD-NEW.md, report-RUN.md (.json)   reports of saved runs (compare, report)
 //! ```
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //!
 //! Layers, top to bottom (each uses only those below it):
 //! - verbs (`verbs::*`): bench-all, compare, baseline, report, otel-overhead, simulate;
-//! - `report`: renders verdicts, knows no statistics;
+//! - `report`: renders verdicts, knows no statistics; `table`: the terminal's tables;
 //! - `verdict`: applies the policy to statistics;
 //! - `run`: the run file; `build`: each side's bench executables, built in its own tree and
 //!   target directory;
@@ -21,6 +21,7 @@ pub mod policy;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod table;
 pub mod verbs;
 pub mod verdict;
 

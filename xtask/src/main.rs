@@ -1,267 +1,339 @@
 //! `cargo xtask`: parses flags and dispatches to a verb. Exit codes: 0 passed (warnings allowed),
-//! 1 a gate failed, 2 the tool could not do its job (the message names the file or input).
+//! 1 a gate failed, 2 the tool could not do its job (the message names the file or input; clap's
+//! usage errors exit 2 as well).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, RangedU64ValueParser};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
 use xtask::layout::Layout;
+use xtask::policy::Policy;
 use xtask::verbs::{baseline, bench_all, ci, compare, otel_overhead, report, simulate};
-use xtask::{Error, Outcome, Result};
+use xtask::{Outcome, Result};
 
-const USAGE: &str = "\
-usage: cargo xtask <verb> [flags]
+const EXIT_CODES: &str = "\
+Exit codes: 0 passed (warnings allowed), 1 a gate failed (regression, SLA, overhead budget,
+scaling), 2 the tool could not do its job (bad input, missing or corrupt files, build failure),
+3 inconclusive (nothing failed, but the machine was too unstable for wall-time verdicts).
+One xtask measures at a time on a machine: a second one waits, naming the first (--no-wait: refuses).";
 
-verbs:
-  bench-all [--profile P] [--filter REGEX] [--against NAME] [--replicates N]
-            [--sample-ratio R] [--strict-env] [--base-ref REF] [--prebuilt DIR] [--no-wait]
-                                 measure both variants (OTEL off and on), check, report
-  ci [--base-ref REF] [--profile P] [--filter REGEX] [--sample-ratio R] [--prebuilt DIR] [--no-wait]
-                                 the PR gate: bench-all --base-ref REF (profile pr), then otel-overhead
-  otel-overhead [--profile P] [--filter REGEX] [--sample-ratio R] [--max-minutes M] [--max-blocks N] [--worst-case]
-                [--prebuilt DIR] [--resume RUN] [--no-wait]
-                                 critical paths, OTEL off vs on, ABBA blocks until the CI is tight;
-                                 --resume adds blocks to an overhead run of the same build
-                                 (--max-minutes and --max-blocks count this invocation)
-  compare OLD NEW [--strict-env] judge two saved runs (names or paths)
-  baseline save NAME [--from RUN] [--force] | baseline list | baseline show NAME
-  report [--run NAME]            re-render the report from a saved run (default: the last)
-  simulate [--families N] [--run NAME]
-                                 detection and false-failure rates of the verdicts; with --run,
-                                 per bench at +10/+15/+25 % from that run's measured spreads
-
-global: --workspace DIR (default: the workspace this xtask was built in)
-one xtask measures at a time on a machine: a second waits (--no-wait: refuses), naming the first
-exit codes: 0 passed, 1 a gate failed, 2 the tool could not do its job,
-            3 inconclusive (the machine was too unstable for wall-time verdicts)";
-
-/// A tiny flag parser: `--name value`, `--name=value`, boolean switches, positionals.
-struct Args {
-    verb: String,
-    positional: Vec<String>,
-    flags: BTreeMap<String, String>,
+/// The performance gate: runs the marketplace's Criterion benches as separate processes, OTEL off
+/// and on, judges them against baselines/policy.toml and writes a validation report.
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    after_help = EXIT_CODES,
+    arg_required_else_help = true
+)]
+struct Cli {
+    /// The workspace to work in (default: the one this xtask was built from).
+    #[arg(long, global = true, value_name = "DIR", display_order = 100)]
+    workspace: Option<PathBuf>,
+    #[command(subcommand)]
+    verb: Verb,
 }
 
-const SWITCHES: &[&str] = &["force", "strict-env", "worst-case", "help", "no-wait"];
-
-fn parse(raw: Vec<String>) -> Result<Args> {
-    let mut it = raw.into_iter();
-    let verb = it.next().unwrap_or_else(|| "help".to_owned());
-    let mut positional = Vec::new();
-    let mut flags = BTreeMap::new();
-    while let Some(a) = it.next() {
-        if let Some(name) = a.strip_prefix("--") {
-            let (name, value) = match name.split_once('=') {
-                Some((n, v)) => (n.to_owned(), v.to_owned()),
-                None if SWITCHES.contains(&name) => (name.to_owned(), "true".to_owned()),
-                None => {
-                    let v = it.next().ok_or_else(|| {
-                        Error::input(format!("flag --{name}"), "needs a value", USAGE)
-                    })?;
-                    (name.to_owned(), v)
-                }
-            };
-            flags.insert(name, value);
-        } else {
-            positional.push(a);
-        }
-    }
-    Ok(Args {
-        verb,
-        positional,
-        flags,
-    })
+#[derive(Subcommand, Debug)]
+enum Verb {
+    /// Measure every selected bench in both variants (OTEL off and on), interleaved, and check
+    /// SLAs, overhead budgets, scaling and (with --against or --base-ref) regressions; writes
+    /// target/perf/report.md.
+    BenchAll(BenchAllArgs),
+    /// The pull-request gate: bench-all against the merge base with --base-ref (profile pr), then
+    /// otel-overhead with what is left of the policy's CI budget.
+    Ci(CiArgs),
+    /// OTEL off vs on on the critical paths: ABBA blocks until every 95 % CI is tight or the time
+    /// cap passes, then the per-component costs; writes target/perf/otel-overhead.md.
+    OtelOverhead(OtelOverheadArgs),
+    /// Judge a saved run against another (names or paths); measures nothing. Writes
+    /// target/perf/compare-OLD-NEW.md and .json.
+    Compare(CompareArgs),
+    /// Promote a run to a committed baseline, or list and show the baselines.
+    #[command(subcommand)]
+    Baseline(BaselineVerb),
+    /// Re-render the report of a saved run (default: the last); measures nothing. Writes
+    /// target/perf/report-RUN.md and .json, never the last run's report.md.
+    Report(ReportArgs),
+    /// Detection and false-failure rates of the verdicts on simulated replicates.
+    Simulate(SimulateArgs),
 }
 
-impl Args {
-    /// Refuses flags the verb does not know, so a typo is not silently ignored.
-    fn allow(&self, known: &[&str]) -> Result<()> {
-        for f in self.flags.keys() {
-            if f != "workspace" && !known.contains(&f.as_str()) {
-                return Err(Error::input(
-                    format!("flag --{f}"),
-                    format!("not a flag of `{}`", self.verb),
-                    USAGE,
-                ));
-            }
-        }
-        Ok(())
+/// Flags every measuring verb takes.
+#[derive(Args, Debug)]
+struct Measure {
+    /// Only the benches whose full id matches this regex (Criterion's filter), e.g. `search_`.
+    #[arg(long, value_name = "REGEX", value_parser = regex_filter)]
+    filter: Option<String>,
+    /// The OTEL sampler ratio of the otel variant, in [0, 1] (default: $MARKET_OTEL_SAMPLE_RATIO,
+    /// else $OTEL_TRACES_SAMPLER_ARG, else the policy's production ratio).
+    #[arg(long, value_name = "RATIO", value_parser = sample_ratio)]
+    sample_ratio: Option<f64>,
+    /// Take the bench executables from DIR/<variant>/ (and DIR/otlp-receiver) instead of
+    /// building them.
+    #[arg(long, value_name = "DIR")]
+    prebuilt: Option<PathBuf>,
+    /// When another xtask is measuring on this machine, refuse (exit 2) instead of waiting.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Args, Debug)]
+struct BenchAllArgs {
+    /// Which benches, how many replicates and how long (defined in baselines/policy.toml)
+    /// [default: $MARKET_PERF_PROFILE, else standard].
+    #[arg(long, value_name = "PROFILE")]
+    profile: Option<String>,
+    #[command(flatten)]
+    measure: Measure,
+    /// Compare with this saved run or baseline (a name in target/perf/runs/ or baselines/, or a
+    /// path).
+    #[arg(long, value_name = "NAME")]
+    against: Option<String>,
+    /// Processes per variant (and per side with --base-ref) [default: the profile's].
+    #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<u32>::new().range(1..))]
+    replicates: Option<u32>,
+    /// Refuse to compare with a baseline recorded on another machine (instead of comparing for
+    /// information only).
+    #[arg(long)]
+    strict_env: bool,
+    /// Also build this git ref in a worktree and measure it beside the working tree, interleaved.
+    #[arg(long, value_name = "REF", conflicts_with = "against")]
+    base_ref: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct CiArgs {
+    /// The ref a pull request goes into; its merge base with HEAD is what is measured.
+    #[arg(long, value_name = "REF")]
+    base_ref: Option<String>,
+    /// Which benches, how many replicates and how long (defined in baselines/policy.toml)
+    /// [default: pr].
+    #[arg(long, value_name = "PROFILE")]
+    profile: Option<String>,
+    #[command(flatten)]
+    measure: Measure,
+    /// Also measure the overhead at sampler ratio 1.0 (every span sampled), reported beside the
+    /// budgets.
+    #[arg(long)]
+    worst_case: bool,
+}
+
+#[derive(Args, Debug)]
+struct OtelOverheadArgs {
+    /// Whose Criterion flags each process uses (defined in baselines/policy.toml) [default: pr].
+    #[arg(long, value_name = "PROFILE")]
+    profile: Option<String>,
+    #[command(flatten)]
+    measure: Measure,
+    /// Stop after this many blocks of this invocation, tight or not (at least two always run).
+    #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    max_blocks: Option<usize>,
+    /// The time cap of this invocation in minutes: no block starts that would end after it
+    /// [default: the policy's overhead.time_cap_minutes].
+    #[arg(long, value_name = "M", value_parser = minutes)]
+    max_minutes: Option<f64>,
+    /// Also measure at sampler ratio 1.0 (every span sampled), reported beside the budgets.
+    #[arg(long)]
+    worst_case: bool,
+    /// Add blocks to this earlier overhead run (name or path) of the same build and settings.
+    #[arg(long, value_name = "RUN")]
+    resume: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// The old side: a run name (target/perf/runs/, baselines/) or a path.
+    old: String,
+    /// The new side: a run name (target/perf/runs/, baselines/) or a path; `latest` is the last
+    /// run.
+    new: String,
+    /// Refuse runs recorded on different machines (instead of comparing for information only).
+    #[arg(long)]
+    strict_env: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum BaselineVerb {
+    /// Promote a run (default: the last) to baselines/NAME.json.
+    Save {
+        /// The baseline's name: letters, digits, `-`, `_` and `.`.
+        name: String,
+        /// The run to promote (a name in target/perf/runs/ or a path) [default: latest].
+        #[arg(long, value_name = "RUN")]
+        from: Option<String>,
+        /// Overwrite an existing baseline of that name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the baselines in baselines/ with their profile, commit and machine.
+    List,
+    /// Show a run or baseline: its environment and every bench's median estimate.
+    Show {
+        /// A run name (target/perf/runs/, baselines/) or a path.
+        name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// The saved run to re-render (a name in target/perf/runs/ or baselines/, or a path)
+    /// [default: latest].
+    #[arg(long, value_name = "NAME")]
+    run: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct SimulateArgs {
+    /// Simulated families of comparisons per scenario (with --run: simulated runs per bench and
+    /// slowdown) [default: 200].
+    #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    families: Option<usize>,
+    /// Per-bench detection rates at +10/+15/+25 % from the spread each bench showed between the
+    /// processes of this saved run (a name or a path), instead of an assumed noise model.
+    #[arg(long, value_name = "NAME")]
+    run: Option<String>,
+}
+
+/// `--filter`: Criterion's regex, its syntax checked here so a typo costs no build.
+fn regex_filter(s: &str) -> std::result::Result<String, String> {
+    regex_syntax::ast::parse::Parser::new()
+        .parse(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("not a regular expression:\n{e}"))
+}
+
+fn sample_ratio(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err("a sampler ratio is a number in [0, 1], like 0.1".to_owned()),
     }
-    fn get(&self, name: &str) -> Option<String> {
-        self.flags.get(name).cloned()
+}
+
+fn minutes(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(m) if m > 0.0 && m.is_finite() => Ok(m),
+        _ => Err("a positive number of minutes, like 20 or 0.5".to_owned()),
     }
-    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>> {
-        self.flags
-            .get(name)
-            .map(|v| {
-                v.parse::<T>().map_err(|_| {
-                    Error::input(
-                        format!("flag --{name}"),
-                        format!("`{v}` is not a number"),
-                        USAGE,
-                    )
-                })
+}
+
+/// The verbs that take `--profile`.
+const PROFILE_VERBS: [&str; 3] = ["bench-all", "ci", "otel-overhead"];
+
+/// Lists the policy's profiles (with their descriptions) as `--profile`'s possible values, so
+/// `--help` shows them and a typo gets clap's "did you mean". Without a readable policy the flag
+/// takes any name, and the verb reports the policy's problem (exit 2).
+fn with_profiles(mut cmd: clap::Command, policy: &Path) -> clap::Command {
+    let Ok(policy) = Policy::load(policy) else {
+        return cmd;
+    };
+    let values: Vec<PossibleValue> = policy
+        .profiles
+        .iter()
+        .map(|(name, p)| PossibleValue::new(name.clone()).help(p.description.clone()))
+        .collect();
+    for verb in PROFILE_VERBS {
+        let values = values.clone();
+        cmd = cmd.mut_subcommand(verb, |c| {
+            c.mut_arg("profile", |a| {
+                a.value_parser(PossibleValuesParser::new(values))
             })
-            .transpose()
+        });
     }
-    fn positional(&self, i: usize, what: &str) -> Result<&str> {
-        self.positional.get(i).map(String::as_str).ok_or_else(|| {
-            Error::input(format!("`{}`", self.verb), format!("missing {what}"), USAGE)
-        })
+    cmd
+}
+
+/// `--workspace`, read before clap parses: the policy it names supplies `--profile`'s values.
+fn workspace_flag(args: &[OsString]) -> Option<PathBuf> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--" {
+            break;
+        } else if a == "--workspace" {
+            return it.next().map(PathBuf::from);
+        } else if let Some(dir) = a.strip_prefix("--workspace=") {
+            return Some(PathBuf::from(dir));
+        }
+    }
+    None
+}
+
+fn default_workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+impl From<BenchAllArgs> for bench_all::Options {
+    fn from(a: BenchAllArgs) -> Self {
+        bench_all::Options {
+            profile: a.profile,
+            filter: a.measure.filter,
+            against: a.against,
+            replicates: a.replicates,
+            sample_ratio: a.measure.sample_ratio,
+            strict_env: a.strict_env,
+            base_ref: a.base_ref,
+            prebuilt: a.measure.prebuilt,
+            no_wait: a.measure.no_wait,
+        }
     }
 }
 
-/// `--sample-ratio`, checked to be a ratio.
-fn ratio(args: &Args) -> Result<Option<f64>> {
-    let r: Option<f64> = args.number("sample-ratio")?;
-    match r {
-        Some(r) if !(0.0..=1.0).contains(&r) => Err(Error::input(
-            "flag --sample-ratio",
-            format!("{r} is not in [0, 1]"),
-            USAGE,
-        )),
-        _ => Ok(r),
+impl From<CiArgs> for ci::Options {
+    fn from(a: CiArgs) -> Self {
+        ci::Options {
+            base_ref: a.base_ref,
+            profile: a.profile,
+            filter: a.measure.filter,
+            sample_ratio: a.measure.sample_ratio,
+            worst_case: a.worst_case,
+            prebuilt: a.measure.prebuilt,
+            no_wait: a.measure.no_wait,
+        }
     }
 }
 
-fn run(args: Args) -> Result<Outcome> {
-    let root = args.get("workspace").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .map(PathBuf::from)
-            .unwrap_or_default()
-    });
-    let layout = Layout::new(root);
-    match args.verb.as_str() {
-        "bench-all" => {
-            args.allow(&[
-                "profile",
-                "filter",
-                "against",
-                "replicates",
-                "sample-ratio",
-                "strict-env",
-                "base-ref",
-                "prebuilt",
-                "no-wait",
-            ])?;
-            let sample_ratio = ratio(&args)?;
-            let opts = bench_all::Options {
-                profile: args.get("profile"),
-                filter: args.get("filter"),
-                against: args.get("against"),
-                replicates: args.number("replicates")?,
-                sample_ratio,
-                strict_env: args.flags.contains_key("strict-env"),
-                base_ref: args.get("base-ref"),
-                prebuilt: args.get("prebuilt").map(PathBuf::from),
-                no_wait: args.flags.contains_key("no-wait"),
-            };
-            bench_all::run(&layout, &opts)
+impl From<OtelOverheadArgs> for otel_overhead::Options {
+    fn from(a: OtelOverheadArgs) -> Self {
+        otel_overhead::Options {
+            profile: a.profile,
+            filter: a.measure.filter,
+            sample_ratio: a.measure.sample_ratio,
+            max_blocks: a.max_blocks,
+            max_minutes: a.max_minutes,
+            worst_case: a.worst_case,
+            prebuilt: a.measure.prebuilt,
+            resume: a.resume,
+            no_wait: a.measure.no_wait,
         }
-        "ci" => {
-            args.allow(&[
-                "base-ref",
-                "profile",
-                "filter",
-                "sample-ratio",
-                "worst-case",
-                "prebuilt",
-                "no-wait",
-            ])?;
-            ci::run(
-                &layout,
-                &ci::Options {
-                    base_ref: args.get("base-ref"),
-                    profile: args.get("profile"),
-                    filter: args.get("filter"),
-                    sample_ratio: ratio(&args)?,
-                    worst_case: args.flags.contains_key("worst-case"),
-                    prebuilt: args.get("prebuilt").map(PathBuf::from),
-                    no_wait: args.flags.contains_key("no-wait"),
-                },
-            )
+    }
+}
+
+fn run(layout: &Layout, verb: Verb) -> Result<Outcome> {
+    match verb {
+        Verb::BenchAll(a) => bench_all::run(layout, &a.into()),
+        Verb::Ci(a) => ci::run(layout, &a.into()),
+        Verb::OtelOverhead(a) => otel_overhead::run(layout, &a.into()),
+        Verb::Compare(a) => compare::run(layout, &a.old, &a.new, a.strict_env),
+        Verb::Baseline(BaselineVerb::Save { name, from, force }) => {
+            baseline::save(layout, &name, from.as_deref(), force).map(|()| Outcome::Pass)
         }
-        "otel-overhead" => {
-            args.allow(&[
-                "profile",
-                "filter",
-                "sample-ratio",
-                "max-blocks",
-                "max-minutes",
-                "worst-case",
-                "prebuilt",
-                "resume",
-                "no-wait",
-            ])?;
-            let opts = otel_overhead::Options {
-                profile: args.get("profile"),
-                filter: args.get("filter"),
-                sample_ratio: ratio(&args)?,
-                max_blocks: args.number("max-blocks")?,
-                max_minutes: args.number("max-minutes")?,
-                worst_case: args.flags.contains_key("worst-case"),
-                prebuilt: args.get("prebuilt").map(PathBuf::from),
-                resume: args.get("resume"),
-                no_wait: args.flags.contains_key("no-wait"),
-            };
-            otel_overhead::run(&layout, &opts)
+        Verb::Baseline(BaselineVerb::List) => baseline::list(layout).map(|()| Outcome::Pass),
+        Verb::Baseline(BaselineVerb::Show { name }) => {
+            baseline::show(layout, &name).map(|()| Outcome::Pass)
         }
-        "compare" => {
-            args.allow(&["strict-env"])?;
-            compare::run(
-                &layout,
-                args.positional(0, "OLD")?,
-                args.positional(1, "NEW")?,
-                args.flags.contains_key("strict-env"),
-            )
+        Verb::Report(a) => report::run(layout, a.run.as_deref()),
+        Verb::Simulate(a) => match a.run {
+            Some(name) => simulate::run_from(layout, &name, a.families),
+            None => simulate::run(layout, a.families),
         }
-        "baseline" => {
-            match args.positional(0, "a subcommand (save, list, show)")? {
-                "save" => {
-                    args.allow(&["from", "force"])?;
-                    baseline::save(
-                        &layout,
-                        args.positional(1, "NAME")?,
-                        args.get("from").as_deref(),
-                        args.flags.contains_key("force"),
-                    )?
-                }
-                "list" => {
-                    args.allow(&[])?;
-                    baseline::list(&layout)?
-                }
-                "show" => {
-                    args.allow(&[])?;
-                    baseline::show(&layout, args.positional(1, "NAME")?)?
-                }
-                other => {
-                    return Err(Error::input(
-                        format!("`baseline {other}`"),
-                        "unknown subcommand",
-                        USAGE,
-                    ));
-                }
-            }
-            Ok(Outcome::Pass)
-        }
-        "report" => {
-            args.allow(&["run"])?;
-            report::run(&layout, args.get("run").as_deref())
-        }
-        "simulate" => {
-            args.allow(&["families", "run"])?;
-            match args.get("run") {
-                Some(name) => simulate::run_from(&layout, &name, args.number("families")?)?,
-                None => simulate::run(&layout, args.number("families")?)?,
-            }
-            Ok(Outcome::Pass)
-        }
-        "help" | "-h" => {
-            println!("{USAGE}");
-            Ok(Outcome::Pass)
-        }
-        other => Err(Error::input(format!("verb `{other}`"), "unknown", USAGE)),
+        .map(|()| Outcome::Pass),
     }
 }
 
@@ -271,8 +343,16 @@ fn main() -> ExitCode {
         let code = xtask::build::rustc_wrapper(&tree, std::env::args_os());
         return ExitCode::from(u8::try_from(code).unwrap_or(101));
     }
-    let result = parse(std::env::args().skip(1).collect()).and_then(run);
-    match result {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let policy = Layout::new(workspace_flag(&args).unwrap_or_else(default_workspace)).policy();
+    let mut cmd = with_profiles(Cli::command(), &policy);
+    // Help goes to stdout with exit code 0; usage errors to stderr with exit code 2.
+    let matches = cmd
+        .try_get_matches_from_mut(args)
+        .unwrap_or_else(|e| e.exit());
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
+    let layout = Layout::new(cli.workspace.unwrap_or_else(default_workspace));
+    match run(&layout, cli.verb) {
         Ok(outcome) => ExitCode::from(outcome.code()),
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,5 +1,6 @@
-//! Renders a [`Judgement`]: markdown (target/perf/report.md), JSON, a terminal table and the PR
-//! comment. Knows no statistics: every figure comes from the judgement or the run file.
+//! Renders a [`Judgement`]: markdown (target/perf/report.md), JSON, the summary's lines (which
+//! `table` lays out on the terminal) and the PR comment. Knows no statistics: every figure comes
+//! from the judgement or the run file.
 
 use std::fmt::Write as _;
 
@@ -143,7 +144,7 @@ pub fn pct(x: f64) -> String {
     format!("{:+.1} %", x * 100.0)
 }
 
-fn pct_ci(ci: Option<(f64, f64)>) -> String {
+pub(crate) fn pct_ci(ci: Option<(f64, f64)>) -> String {
     ci.map_or("—".to_owned(), |(lo, hi)| {
         format!("[{:+.1}, {:+.1}] %", lo * 100.0, hi * 100.0)
     })
@@ -175,7 +176,7 @@ fn bytes(b: f64) -> String {
     format!("{v:.2} {u}")
 }
 
-fn sla_value(stat: Statistic, v: f64) -> String {
+pub(crate) fn sla_value(stat: Statistic, v: f64) -> String {
     if stat == Statistic::PeakBytesPerPeer {
         bytes(v)
     } else {
@@ -235,10 +236,20 @@ pub fn summary(j: &Judgement) -> Vec<(&'static str, Status, String)> {
                 count(r.rows.iter().filter(|r| r.gating).map(|r| r.verdict))
             );
             if !r.same_machine {
-                d.push_str("; another machine: information only");
+                let verb = if r.differing.len() == 1 {
+                    "differs"
+                } else {
+                    "differ"
+                };
+                write!(
+                    d,
+                    "; another machine ({} {verb}): information only",
+                    r.differing.join(", ")
+                )
+                .ok();
             }
             if r.rows.iter().any(|r| r.verdict == Verdict::Noisy) {
-                d.push_str("; still noisy after re-measuring");
+                d.push_str("; noisy: the replicates cannot tell no change from a regression");
             }
             let weak: Vec<String> = r
                 .rows
@@ -305,7 +316,7 @@ pub fn summary(j: &Judgement) -> Vec<(&'static str, Status, String)> {
     out
 }
 
-fn gate_line(j: &Judgement) -> String {
+pub(crate) fn gate_line(j: &Judgement) -> String {
     match (j.outcome(), j.gated) {
         (Outcome::Fail, _) => "**Gate: FAIL** (exit 1)".to_owned(),
         (Outcome::Inconclusive, _) => "**Gate: INCONCLUSIVE** (exit 3): the machine was too unstable for the wall-time verdicts (see the environment guard); nothing failed, and nothing can be read as passed. Re-run on a quieter machine.".to_owned(),
@@ -372,6 +383,23 @@ fn details(title: &str, body: &str, out: &mut String) {
     .ok();
 }
 
+/// Which fingerprint fields differ, with both values when the provenance has both environments:
+/// "kernel: `6.8.0` in this run, `6.1.0` in the baseline".
+fn machine_differences(r: &crate::verdict::RegressionCheck, p: &Provenance) -> String {
+    match &p.base_environment {
+        Some(base) => p
+            .environment
+            .differences(base)
+            .into_iter()
+            .map(|(field, here, there)| {
+                format!("{field}: `{here}` in this run, `{there}` in the baseline")
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        None => format!("{} differ", r.differing.join(", ")),
+    }
+}
+
 pub fn markdown(j: &Judgement, p: &Provenance) -> String {
     let mut out = String::new();
     writeln!(out, "# Performance validation report\n").ok();
@@ -395,7 +423,8 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
     if j.sla.is_empty() {
         out.push_str("The policy lists no SLAs.\n\n");
     } else {
-        out.push_str("| SLA | bench | statistic | target | measured (median of replicates) | range | replicates | of target | verdict |\n|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("Measured: the median over replicate processes of each process's statistic; 95 % CI: t-interval over the processes on the log scale (two replicates at least).\n\n");
+        out.push_str("| SLA | bench | statistic | target | measured (median of replicates) | 95 % CI | replicates | of target | verdict |\n|---|---|---|---|---|---|---|---|---|\n");
         let mut rows: Vec<_> = j.sla.iter().collect();
         rows.sort_by_key(|r| r.verdict);
         for r in rows {
@@ -409,8 +438,8 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
                 r.target,
                 r.value
                     .map_or("—".to_owned(), |v| sla_value(r.statistic, v)),
-                r.range.map_or("—".to_owned(), |(a, b)| format!(
-                    "{} – {}",
+                r.ci.map_or("—".to_owned(), |(a, b)| format!(
+                    "[{}, {}]",
                     sla_value(r.statistic, a),
                     sla_value(r.statistic, b)
                 )),
@@ -436,7 +465,7 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
         Some(r) => {
             writeln!(out, "Against `{}`. Change = exp(mean log head − mean log base) − 1 over replicate estimates (Σtimes/Σiters per process). Where base and head were measured in pairs (the same suite, variant and seed, one process beside the other), the change, its 95 % CI and p come from a t over the pairs' log ratios (`paired`); otherwise from Welch's t on the logs (`Welch`). q after Benjamini–Hochberg over the {} comparisons of each metric; minimum detectable change at 80 % power. Each bench is gated by one metric (the policy's `[metrics]`: wall time, CPU time or instructions counted by callgrind); the other metrics are shown as (info), and the same lines apply to each.\n", r.base, r.rows.iter().filter(|r| r.q.is_some()).count()).ok();
             if !r.same_machine {
-                out.push_str("> **Information only:** the baseline was recorded on another machine (environment fingerprints differ), so absolute times do not compare.\n\n");
+                writeln!(out, "> **Information only:** the baseline was recorded on another machine ({}), so absolute times do not compare.\n", machine_differences(r, p)).ok();
             }
             let notable: Vec<_> = r
                 .rows
@@ -702,7 +731,7 @@ pub fn recommendations(j: &Judgement) -> Vec<String> {
             .filter(|r| r.verdict == Verdict::Noisy)
             .count();
         if noisy > 0 {
-            out.push(format!("{noisy} comparisons stayed noisy after re-measuring: run the `thorough` profile, or quiet the machine (no other load, fixed CPU frequency)."));
+            out.push(format!("{noisy} comparisons are noisy (their replicates cannot tell no change from a regression): measure more replicates (`--replicates N`, or the `thorough` profile), or quiet the machine (no other load, fixed CPU frequency)."));
         }
         if r.rows.iter().any(|r| r.unreplicated) {
             out.push("Some comparisons rest on one process per side (unreplicated): use a profile with replicates before trusting them.".to_owned());
@@ -736,66 +765,6 @@ pub fn recommendations(j: &Judgement) -> Vec<String> {
     {
         out.push(format!("`{}` grows with slope {} where {} was expected: look for a scan or a quadratic step in the operation.", s.series, s.slope.map_or("?".to_owned(), |s| format!("{:.2}", s.slope)), s.expect.name()));
     }
-    out
-}
-
-/// The terminal summary: the summary table and every failing row.
-pub fn terminal(j: &Judgement) -> String {
-    let mut out = String::new();
-    let rows = summary(j);
-    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    for (name, status, detail) in rows {
-        writeln!(out, "{name:<w$}  {:<12} {detail}", status.name()).ok();
-    }
-    if let Some(r) = &j.regression {
-        for row in r.rows.iter().filter(|r| r.verdict == Verdict::Fail) {
-            writeln!(
-                out,
-                "  regression  {} ({}): {} {}",
-                row.id,
-                row.variant,
-                row.change.map_or("?".to_owned(), pct),
-                pct_ci(row.stats.map(|s| s.ci))
-            )
-            .ok();
-        }
-    }
-    for s in j.sla.iter().filter(|s| s.verdict == Verdict::Fail) {
-        writeln!(
-            out,
-            "  SLA         {}: {} vs target {}",
-            s.name,
-            s.value
-                .map_or("?".to_owned(), |v| sla_value(s.statistic, v)),
-            s.target
-        )
-        .ok();
-    }
-    for r in j
-        .overhead
-        .rows
-        .iter()
-        .filter(|r| r.verdict == Verdict::Fail)
-    {
-        writeln!(
-            out,
-            "  overhead    {}: {}",
-            r.id,
-            r.overhead.map_or("?".to_owned(), |o| pct(o.overhead))
-        )
-        .ok();
-    }
-    for s in j.scaling.iter().filter(|s| s.verdict == Verdict::Fail) {
-        writeln!(
-            out,
-            "  scaling     {}: slope {}",
-            s.series,
-            s.slope
-                .map_or("?".to_owned(), |s| format!("{:.2}", s.slope))
-        )
-        .ok();
-    }
-    writeln!(out, "{}", gate_line(j).replace("**", "")).ok();
     out
 }
 
@@ -900,7 +869,7 @@ fn component_table(components: &[crate::verdict::ComponentRow], out: &mut String
     out.push('\n');
 }
 
-fn overhead_rows(
+pub(crate) fn overhead_rows(
     check: &crate::verdict::OverheadCheck,
     inconclusive: &std::collections::BTreeSet<String>,
     out: &mut String,
@@ -974,41 +943,5 @@ pub fn overhead_markdown(
         p.run_file, p.commit, p.environment.cpu_model, p.environment.cores, p.environment.rustc
     )
     .ok();
-    out
-}
-
-pub fn overhead_terminal(
-    check: &crate::verdict::OverheadCheck,
-    inconclusive: &std::collections::BTreeSet<String>,
-) -> String {
-    let mut out = String::new();
-    for r in check.rows.iter().filter(|r| r.critical) {
-        writeln!(
-            out,
-            "{:<45} {:>9} {:<22} {}{}",
-            r.id,
-            r.overhead.map_or("—".to_owned(), |o| pct(o.overhead)),
-            pct_ci(r.overhead.and_then(|o| o.ci)),
-            r.verdict.name(),
-            if inconclusive.contains(&r.id) {
-                " (inconclusive)"
-            } else {
-                ""
-            }
-        )
-        .ok();
-    }
-    if let Some(a) = check.average {
-        writeln!(
-            out,
-            "{:<45} {:>9} {:<22} {}",
-            "average over critical paths",
-            pct(a.overhead),
-            pct_ci(a.ci),
-            check.average_verdict.name()
-        )
-        .ok();
-    }
-    writeln!(out, "OTEL overhead: {}", check.status.name()).ok();
     out
 }

@@ -50,6 +50,11 @@ pub struct RunFile {
     /// How instructions were counted (valgrind's version, processes per side), or why not.
     #[serde(default)]
     pub counting: Option<String>,
+    /// Ids the bench executables listed that this run did not measure and the policy does not
+    /// name, with the reason ("not in profile `pr`"): the report lists them, and a report
+    /// re-rendered from the saved run must too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unmeasured: BTreeMap<String, String>,
 }
 
 /// One run of the guard's calibration bench beside the measurement.
@@ -82,8 +87,21 @@ impl Environment {
     /// rustc and Criterion are not part of it: a compiler upgrade on the same machine is a change
     /// the gate should see, not a reason to stop comparing.
     pub fn same_machine(&self, other: &Environment) -> bool {
-        (&self.cpu_model, self.cores, &self.os, &self.kernel)
-            == (&other.cpu_model, other.cores, &other.os, &other.kernel)
+        self.differences(other).is_empty()
+    }
+
+    /// The fingerprint's fields on which the two differ: (field, this value, the other's), so a
+    /// message can say which, not only that they differ.
+    pub fn differences(&self, other: &Environment) -> Vec<(&'static str, String, String)> {
+        [
+            ("cpu model", self.cpu_model.clone(), other.cpu_model.clone()),
+            ("cores", self.cores.to_string(), other.cores.to_string()),
+            ("os", self.os.clone(), other.os.clone()),
+            ("kernel", self.kernel.clone(), other.kernel.clone()),
+        ]
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .collect()
     }
 }
 

@@ -160,6 +160,8 @@ pub enum Test {
 pub struct RegressionCheck {
     pub base: String,
     pub same_machine: bool,
+    /// The fingerprint fields that differ when it is another machine (cpu model, cores, os, kernel).
+    pub differing: Vec<String>,
     pub status: Status,
     pub rows: Vec<RegressionRow>,
 }
@@ -174,6 +176,8 @@ pub struct SlaRow {
     /// Median over replicates.
     pub value: Option<f64>,
     pub range: Option<(f64, f64)>,
+    /// 95 % t-interval over the replicates' logs (two replicates at least).
+    pub ci: Option<(f64, f64)>,
     pub replicates: usize,
     pub ratio: Option<f64>,
     pub critical: bool,
@@ -642,6 +646,12 @@ pub fn regression(
     RegressionCheck {
         base: base.name.clone(),
         same_machine,
+        differing: base
+            .environment
+            .differences(&head.environment)
+            .into_iter()
+            .map(|(field, _, _)| field.to_owned())
+            .collect(),
         status,
         rows,
     }
@@ -743,6 +753,7 @@ fn sla(policy: &Policy, head: &RunFile) -> Vec<SlaRow> {
                 target_value,
                 value: None,
                 range: None,
+                ci: None,
                 replicates: 0,
                 ratio: None,
                 critical: s.critical,
@@ -783,6 +794,20 @@ fn sla(policy: &Policy, head: &RunFile) -> Vec<SlaRow> {
                 values.iter().copied().fold(f64::INFINITY, f64::min),
                 values.iter().copied().fold(0.0, f64::max),
             ));
+            // On the log scale, as every interval here: exp(mean log ± t·se) over the processes.
+            let logs: Vec<f64> = values
+                .iter()
+                .filter(|v| **v > 0.0)
+                .map(|v| v.ln())
+                .collect();
+            row.ci = (logs.len() >= 2).then(|| {
+                let n = logs.len() as f64;
+                let half = stats::t_quantile(0.975, n - 1.0) * (stats::variance(&logs) / n).sqrt();
+                (
+                    (stats::mean(&logs) - half).exp(),
+                    (stats::mean(&logs) + half).exp(),
+                )
+            });
             row.replicates = values.len();
             row.ratio = Some(ratio);
             row.verdict = if ratio <= 0.9 {

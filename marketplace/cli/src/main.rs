@@ -74,10 +74,28 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", message(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once. Library errors often carry their source in their own
+/// message ("{path}: cannot read: {source}") and return it from `source()` as well, so anyhow's
+/// `{:#}` would print the OS error twice.
+fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Where a command keeps its state: `--home` beats `MARKET_HOME`, which beats `~/.market`.

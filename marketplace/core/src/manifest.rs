@@ -141,9 +141,12 @@ impl Manifest {
         };
         let raw: RawFile = toml::from_str(text).map_err(|e| ManifestError::Syntax {
             path: path.to_owned(),
-            message: e.message().to_owned()
+            message: e.message().trim_end().to_owned()
                 + &e.span()
-                    .map(|s| format!(" (at byte {})", s.start))
+                    .map(|s| {
+                        let (line, column) = line_and_column(text, s.start);
+                        format!(" (line {line}, column {column})")
+                    })
                     .unwrap_or_default(),
         })?;
         let package = raw
@@ -256,6 +259,16 @@ impl Manifest {
     pub fn id(&self) -> String {
         format!("{}@{}", self.name, self.version)
     }
+}
+
+/// 1-based line and column (in characters) of a byte offset, as an editor counts them.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
 }
 
 fn kind(v: &toml::Value) -> &'static str {

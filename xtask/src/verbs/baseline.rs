@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::run::RunFile;
+use crate::table;
 
 /// Promotes a run (default: the last) to `baselines/NAME.json`.
 pub fn save(layout: &Layout, name: &str, from: Option<&str>, force: bool) -> Result<()> {
@@ -76,23 +77,15 @@ pub fn list(layout: &Layout) -> Result<()> {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     names.sort();
+    let mut runs = Vec::new();
     for path in names {
-        let run = RunFile::load(&path)?;
-        println!(
-            "{:<24} {}  profile {:<9} commit {}  {} ({} cores)",
-            path.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            run.created,
-            run.profile,
-            run.git
-                .commit
-                .as_deref()
-                .map_or("unknown", |c| &c[..c.len().min(12)]),
-            run.environment.cpu_model,
-            run.environment.cores
-        );
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        runs.push((name, RunFile::load(&path)?));
     }
+    print!("{}", table::baselines(&runs, table::Style::for_stdout()));
     Ok(())
 }
 
@@ -112,15 +105,6 @@ pub fn show(layout: &Layout, name: &str) -> Result<()> {
         "environment: {} ({} cores), {}, kernel {}, {}, Criterion {}",
         e.cpu_model, e.cores, e.os, e.kernel, e.rustc, e.criterion
     );
-    for (id, b) in &run.benches {
-        for (v, reps) in &b.variants {
-            let xs: Vec<f64> = reps.iter().map(|r| r.estimate).collect();
-            println!(
-                "{id:<60} {v:<6} {:>3} replicates  median {}",
-                xs.len(),
-                crate::report::time(crate::stats::median(&xs))
-            );
-        }
-    }
+    print!("{}", table::benches(&run, table::Style::for_stdout()));
     Ok(())
 }

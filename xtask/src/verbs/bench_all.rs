@@ -436,11 +436,11 @@ impl Scratch {
         Scratch { root }
     }
 
-    /// What the run file's commands say about it.
-    pub(crate) fn describe(&self) -> String {
+    /// The assignment a bench process's command line starts with (none: the system default).
+    fn assignment(&self) -> String {
         match &self.root {
-            Some(root) => format!("TMPDIR={}/<process>", root.display()),
-            None => "TMPDIR unchanged (the system default)".to_owned(),
+            Some(root) => format!("TMPDIR={}/PROCESS ", root.display()),
+            None => String::new(),
         }
     }
 
@@ -951,6 +951,7 @@ pub(crate) fn new_run(
     sample_ratio: f64,
     environment: Environment,
     against: Option<String>,
+    scratch: &Scratch,
 ) -> RunFile {
     let (_, stamp) = super::now_utc();
     let git = git(layout);
@@ -975,7 +976,11 @@ pub(crate) fn new_run(
             }
         ));
     }
-    commands.push(format!("EXE --bench {} '<selected ids>' with CRITERION_HOME=MARKET_PERF_OUT=target/perf/criterion/{HEAD_REF}/<variant>/<replicate>/<exe> and MARKET_BENCH_SEED=<replicate>", profile.criterion_args.join(" ")));
+    commands.push(format!(
+        "CRITERION_HOME=DIR MARKET_PERF_OUT=DIR MARKET_BENCH_SEED=REPLICATE {}EXE --bench {} '<selected ids>'  # DIR = target/perf/criterion/<side>/<variant>/<replicate>/<exe>, one per process",
+        scratch.assignment(),
+        profile.criterion_args.join(" ")
+    ));
     RunFile {
         schema_version: SCHEMA_VERSION,
         name: name.clone(),
@@ -996,6 +1001,7 @@ pub(crate) fn new_run(
         paired_with: None,
         guard: Vec::new(),
         counting: None,
+        unmeasured: Default::default(),
     }
 }
 
@@ -1213,6 +1219,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
     let receiver = start_receiver(layout, opts.prebuilt.as_deref(), &plan)?;
 
     let (today, _) = super::now_utc();
+    let scratch = Scratch::choose();
     let mut run = new_run(
         layout,
         &profile_name,
@@ -1220,11 +1227,10 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         sample_ratio,
         environment,
         opts.against.clone(),
+        &scratch,
     );
     let name = run.name.clone();
     run.executables = plan.hashes();
-    let scratch = Scratch::choose();
-    run.commands.push(scratch.describe());
 
     // A/B: the base ref's plain benches, measured interleaved with the head's.
     let mut ab = match &opts.base_ref {
@@ -1238,9 +1244,9 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
                 sample_ratio,
                 env_for_base,
                 None,
+                &scratch,
             );
             base_run.name = format!("{name}-base");
-            base_run.commands.push(scratch.describe());
             base_run.git = base_git;
             base_run.executables = base_plan.hashes();
             base_run.variants.remove(OTEL);
@@ -1346,6 +1352,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
             } else {
                 format!("not in profile `{profile_name}`")
             };
+            run.unmeasured.insert(id.clone(), reason.clone());
             j.not_measured.push(NotMeasured {
                 id: id.clone(),
                 reason,

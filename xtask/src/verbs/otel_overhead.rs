@@ -25,6 +25,7 @@ use crate::layout::Layout;
 use crate::policy::Policy;
 use crate::report::{self, Provenance};
 use crate::run::RunFile;
+use crate::table;
 use crate::verdict::{self, Outcome, Status};
 
 const REF: &str = "overhead";
@@ -223,6 +224,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         ));
     }
     let environment = bench_all::environment(layout);
+    let scratch = bench_all::Scratch::choose();
     let mut fresh = bench_all::new_run(
         layout,
         &profile_name,
@@ -230,9 +232,9 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         sample_ratio,
         environment,
         None,
+        &scratch,
     );
     fresh.executables = plan.hashes();
-    let scratch = bench_all::Scratch::choose();
     let (mut run, first) = match &opts.resume {
         Some(name) => {
             let (run, first) = resume(layout, name, &fresh, &paths)?;
@@ -247,7 +249,6 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             let mut run = fresh;
             run.commands
                 .push("ABBA blocks: plain, otel, otel, plain".to_owned());
-            run.commands.push(scratch.describe());
             // A new run's processes must not be mixed up with an earlier run's trees.
             let _ = std::fs::remove_dir_all(layout.criterion_root(REF));
             (run, 0)
@@ -291,9 +292,9 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             ratio,
             environment.clone(),
             None,
+            &scratch,
         );
         side.name = format!("{run_name}-{suffix}");
-        side.commands.push(scratch.describe());
         side.executables = plan.hashes();
         let _ = std::fs::remove_dir_all(layout.criterion_root(git_ref));
         side
@@ -348,7 +349,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     let mut md = report::overhead_markdown(&check, &inconclusive, target, &p);
     if let Some(w) = &worst {
         md.push_str("\n## Worst case: sampler ratio 1.0 (information)\n\n");
-        md.push_str(&report::overhead_terminal(w, &BTreeSet::new()).replace('\n', "  \n"));
+        report::overhead_rows(w, &BTreeSet::new(), &mut md);
     }
     let out = layout.perf().join("otel-overhead.md");
     error::write_atomic(&out, md.as_bytes())?;
@@ -362,7 +363,10 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             .and_then(|mut f| f.write_all(md.as_bytes()))
             .map_err(|source| Error::Write { path, source })?;
     }
-    print!("{}", report::overhead_terminal(&check, &inconclusive));
+    print!(
+        "{}",
+        table::overhead(&check, &inconclusive, table::Style::for_stdout())
+    );
     println!("report: {}", out.display());
     Ok(if check.status == Status::Fail {
         Outcome::Fail

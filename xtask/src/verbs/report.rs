@@ -1,12 +1,13 @@
-//! `cargo xtask report [--run NAME]`: re-renders the report from a saved run (default: the last),
-//! against the run it was compared with when recorded, if that file still exists.
+//! `cargo xtask report [--run NAME]`: re-renders the report of a saved run (default: the last),
+//! against the run it was compared with when recorded, if that file still exists. Measures
+//! nothing, and writes its own report (target/perf/report-NAME.md), never the last run's.
 
 use crate::error::Result;
 use crate::layout::Layout;
 use crate::policy::Policy;
 use crate::report::Provenance;
 use crate::run::RunFile;
-use crate::verdict::{self, Outcome};
+use crate::verdict::Outcome;
 
 pub fn run(layout: &Layout, name: Option<&str>) -> Result<Outcome> {
     let policy = Policy::load(&layout.policy())?;
@@ -19,12 +20,12 @@ pub fn run(layout: &Layout, name: Option<&str>) -> Result<Outcome> {
         }
         None => None,
     };
-    let (today, _) = super::now_utc();
-    let j = verdict::judge(&policy, &head, base.as_ref().map(|b| &b.0), &today);
+    let j = super::judge_saved(&policy, &head, base.as_ref().map(|b| &b.0));
     let p = Provenance::new(
         &head,
         head_path.display().to_string(),
         base.as_ref().map(|(r, p)| (r, p.display().to_string())),
     );
-    super::finish(layout, &j, &p)
+    let name = super::report_name("report", &[&head_path]);
+    super::finish_as(layout, &j, &p, Some(&name))
 }

@@ -131,6 +131,7 @@ fn empty_run(name: &str) -> RunFile {
         paired_with: None,
         guard: Vec::new(),
         counting: None,
+        unmeasured: Default::default(),
     }
 }
 

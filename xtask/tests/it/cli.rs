@@ -273,11 +273,48 @@ fn every_bench_process_gets_its_own_scratch_tmpdir_removed_when_it_ends_and_its_
         0,
         "what the processes left behind is removed"
     );
+    // The provenance gives the processes' environment on their command line, and lists only
+    // commands as commands.
     let run = xtask::run::RunFile::load(&ws.path().join("target/perf/runs/latest.json")).unwrap();
+    let exe = run
+        .commands
+        .iter()
+        .find(|c| c.contains("EXE --bench"))
+        .unwrap_or_else(|| panic!("{:?}", run.commands));
     assert!(
-        run.commands.iter().any(|c| c.starts_with("TMPDIR=")),
-        "{:?}",
-        run.commands
+        exe.starts_with(
+            "CRITERION_HOME=DIR MARKET_PERF_OUT=DIR MARKET_BENCH_SEED=REPLICATE TMPDIR="
+        ) && exe.contains(&format!("{}/market-bench-", scratch.display())),
+        "{exe}"
+    );
+    for c in &run.commands {
+        assert!(
+            !c.starts_with("TMPDIR") && !c.contains("CRITERION_HOME=MARKET_PERF_OUT="),
+            "{c}"
+        );
+    }
+}
+
+#[test]
+fn a_report_of_a_saved_run_keeps_the_rows_of_benches_its_profile_left_out() {
+    let ws = fake_workspace("otel", true);
+    let policy = format!(
+        "{SMALL_POLICY}\n[profiles.op]\ndescription = \"the op alone\"\nreplicates = 2\nmax_replicates = 2\ncriterion_args = []\ninclude = [\"fake/op\"]\ngated = true\n"
+    );
+    std::fs::write(ws.path().join("baselines/policy.toml"), policy).unwrap();
+    let out = bench_all(ws.path(), &["--profile", "op"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let row = "| `fake/other` | not in profile `op` |";
+    let md = std::fs::read_to_string(ws.path().join("target/perf/report.md")).unwrap();
+    assert!(md.contains(row), "{md}");
+    let out = xtask(ws.path(), &["report", "--run", "latest"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let again = std::fs::read_to_string(ws.path().join("target/perf/report-latest.md")).unwrap();
+    assert!(again.contains(row), "{again}");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("target/perf/report.md")).unwrap(),
+        md,
+        "the last run's report is left alone"
     );
 }
 

@@ -105,6 +105,7 @@ pub fn empty_run(name: &str, profile: &str) -> RunFile {
         paired_with: None,
         guard: Vec::new(),
         counting: None,
+        unmeasured: Default::default(),
     }
 }
 

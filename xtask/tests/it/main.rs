@@ -8,4 +8,5 @@ mod report;
 mod sides;
 mod simulation;
 mod stats;
+mod usage;
 mod verdict;

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use xtask::policy::Policy;
 use xtask::report::{self, Provenance};
+use xtask::table::{self, Style};
 use xtask::verdict::{self, Judgement};
 
 use crate::fixtures::{self, add, empty_run, side};
@@ -169,9 +170,77 @@ fn pr_comment_stays_under_the_limit_and_json_parses() {
 #[test]
 fn terminal_summary_names_failures() {
     let (j, _) = fixture();
-    let t = report::terminal(&j);
+    for style in [Style::Plain, Style::Terminal { width: Some(100) }] {
+        let t = table::summary(&j, style);
+        assert!(
+            t.contains("Regression check")
+                && t.contains("search_basic")
+                && t.contains("Gate: FAIL"),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn terminal_tables_fit_the_terminal_and_are_plain_elsewhere() {
+    let (j, _) = fixture();
+    for width in [60u16, 80, 120] {
+        let t = table::summary(&j, Style::Terminal { width: Some(width) });
+        assert!(t.contains('│'), "borders on a terminal: {t}");
+        for line in t.lines() {
+            assert!(
+                line.chars().count() <= usize::from(width),
+                "wider than {width}: `{line}`\n{t}"
+            );
+        }
+    }
+    // Plain: no borders, and every row on one line however long, for grep and diff.
+    let t = table::summary(&j, Style::Plain);
+    assert!(!t.contains('│') && !t.contains('─'), "{t}");
+    for (name, status, detail) in &report::summary(&j) {
+        // The status as a word: an emoji's width differs between terminals.
+        let word = status.name().rsplit(' ').next().unwrap();
+        assert!(
+            t.lines().any(|l| l.starts_with(name)
+                && l.contains(&format!("  {word}  "))
+                && l.ends_with(detail.as_str())),
+            "{name}: {t}"
+        );
+    }
+    assert!(!t.contains('✅') && !t.contains('❌'), "{t}");
+    assert!(t.starts_with("check"), "a header: {t}");
+}
+
+#[test]
+fn the_sla_table_gives_a_confidence_interval_not_the_range() {
+    let (j, p) = fixture();
+    let md = report::markdown(&j, &p);
     assert!(
-        t.contains("Regression check") && t.contains("search_basic") && t.contains("Gate: FAIL"),
-        "{t}"
+        md.contains("| measured (median of replicates) | 95 % CI | replicates |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 96.000 ms | [96.000 ms, 96.000 ms] | 3 |"),
+        "three identical processes: a zero-width interval: {md}"
+    );
+}
+
+#[test]
+fn tables_are_plain_unless_stdout_is_a_terminal_and_no_color_is_unset() {
+    use std::ffi::OsStr;
+    let wide = Some(120);
+    assert_eq!(Style::choose(false, None, wide), Style::Plain);
+    assert_eq!(
+        Style::choose(true, Some(OsStr::new("1")), wide),
+        Style::Plain
+    );
+    assert_eq!(
+        Style::choose(true, None, wide),
+        Style::Terminal { width: wide }
+    );
+    // An empty NO_COLOR counts as unset.
+    assert_eq!(
+        Style::choose(true, Some(OsStr::new("")), None),
+        Style::Terminal { width: None }
     );
 }

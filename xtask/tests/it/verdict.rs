@@ -178,6 +178,27 @@ fn sla_verdicts() {
 }
 
 #[test]
+fn an_sla_has_a_confidence_interval_over_its_processes() {
+    let p = policy();
+    let bench = "p2p_peer_reputation/reputation_calculation";
+    let mut h = empty_run("head", "standard");
+    add(&mut h, bench, "plain", &[1e6, 2e6, 4e6], None);
+    let j = verdict::judge(&p, &h, None, "2026-11-20");
+    let r = j.sla.iter().find(|r| r.bench == bench).unwrap();
+    // Logs at ln 2e6 ± ln 2: sd ln 2, se ln 2 / √3, t(0.975, 2) = 4.302653.
+    let half = 4.302_653 * std::f64::consts::LN_2 / 3f64.sqrt();
+    let (lo, hi) = r.ci.expect("three processes give an interval");
+    assert!((lo / (2e6 * (-half).exp()) - 1.0).abs() < 1e-5, "{lo}");
+    assert!((hi / (2e6 * half.exp()) - 1.0).abs() < 1e-5, "{hi}");
+    assert_eq!(r.value, Some(2e6), "the verdict's figure stays the median");
+    let mut one = empty_run("head", "standard");
+    add(&mut one, bench, "plain", &[1e6], None);
+    let j = verdict::judge(&p, &one, None, "2026-11-20");
+    let r = j.sla.iter().find(|r| r.bench == bench).unwrap();
+    assert_eq!(r.ci, None, "one process: no interval");
+}
+
+#[test]
 fn overhead_verdicts_against_budgets() {
     let p = policy();
     let mut h = empty_run("head", "standard");

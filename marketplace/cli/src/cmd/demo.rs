@@ -12,6 +12,7 @@ pub struct Args {
     /// How many packages (each with several versions).
     #[arg(long, default_value_t = 200)]
     packages: usize,
+    /// Seed of the synthetic catalogue: the same seed gives the same packages.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     #[command(flatten)]

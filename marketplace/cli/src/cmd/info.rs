@@ -3,9 +3,11 @@ use crate::output;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The package's name.
     name: String,
     #[command(flatten)]
     home: HomeArgs,
+    /// Print every version as JSON.
     #[arg(long)]
     json: bool,
 }

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use market_core::cache::{Cache, DEFAULT_HOT_BYTES};
+use market_core::cache::{Cache, DEFAULT_HOT_BYTES, Tier};
 use market_core::install::Installer;
 use market_core::store::Store;
 
@@ -22,6 +22,9 @@ pub struct Args {
     home: HomeArgs,
     #[command(flatten)]
     net: super::node::NetArgs,
+    /// Print what was installed as JSON; each package's `tier` says where its archive came from:
+    /// `hot` (this process's memory cache), `warm` (the local store, $MARKET_HOME/store) or `cold`
+    /// (the network).
     #[arg(long)]
     json: bool,
 }
@@ -75,7 +78,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for p in &report.installed {
         println!(
             "installed {}@{} ({} bytes, from {})",
-            p.name, p.version, p.bytes, p.tier
+            p.name,
+            p.version,
+            p.bytes,
+            source(p.tier)
         );
     }
     for (n, v) in &report.unchanged {
@@ -91,4 +97,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         installer.lock_path().display()
     );
     Ok(())
+}
+
+/// Where an archive came from, in the words of someone installing (the cache's tiers are called
+/// hot, warm and cold inside; `--json` keeps those names for scripts).
+fn source(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Hot => "the memory cache",
+        Tier::Warm => "the local store",
+        Tier::Cold => "the network",
+    }
 }

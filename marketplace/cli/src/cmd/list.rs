@@ -13,6 +13,7 @@ pub struct Args {
     target: Option<PathBuf>,
     #[command(flatten)]
     home: HomeArgs,
+    /// Print the installed packages as JSON.
     #[arg(long)]
     json: bool,
 }

@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, value_name = "MULTIADDR")]
     bootstrap: Vec<Multiaddr>,
     /// Loopback port of the control API (default: a free one, written to $MARKET_HOME/node.json).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
     control_port: u16,
     #[command(flatten)]
     home: super::HomeArgs,

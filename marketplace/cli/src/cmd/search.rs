@@ -10,31 +10,141 @@ pub struct Args {
     #[arg(default_value = "")]
     query: String,
     /// Only packages with this tag (repeatable: all must match).
-    #[arg(long)]
+    #[arg(long, value_name = "TAG")]
     tag: Vec<String>,
-    #[arg(long)]
+    /// Only packages in this category.
+    #[arg(long, value_name = "CATEGORY")]
     category: Option<String>,
-    #[arg(long)]
+    /// Only packages with this author (as written in the manifest's `authors`).
+    #[arg(long, value_name = "AUTHOR")]
     author: Option<String>,
-    #[arg(long)]
+    /// Only packages under this licence (an SPDX expression as written, e.g. MIT).
+    #[arg(long, value_name = "LICENSE")]
     license: Option<String>,
-    #[arg(long, default_value_t = 0)]
+    /// Only packages downloaded at least N times.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     min_downloads: u64,
-    #[arg(long, default_value_t = 0)]
+    /// Only packages with at least N stars.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     min_stars: u64,
-    /// relevance, downloads, stars, recent or name.
+    /// Order of the results: relevance, downloads, stars, recent or name.
     #[arg(long, default_value = "relevance")]
     sort: Sort,
-    #[arg(long, default_value_t = 20)]
+    /// Show at most N packages.
+    #[arg(long, value_name = "N", default_value_t = 20)]
     limit: usize,
-    #[arg(long, default_value_t = 0)]
+    /// Skip the first N results (the next page).
+    #[arg(long, value_name = "N", default_value_t = 0)]
     offset: usize,
     #[command(flatten)]
     home: HomeArgs,
     #[command(flatten)]
     net: super::node::NetArgs,
+    /// Print the results as JSON (score and package of each hit, the total, the network note).
     #[arg(long)]
     json: bool,
+}
+
+/// One filter of the command line.
+#[derive(Debug)]
+enum Filter<'a> {
+    Tag(&'a str),
+    Category(&'a str),
+    Author(&'a str),
+    License(&'a str),
+    MinDownloads(u64),
+    MinStars(u64),
+}
+
+impl Filter<'_> {
+    fn apply(&self, q: Query) -> Query {
+        match *self {
+            Filter::Tag(t) => q.tag(t),
+            Filter::Category(c) => q.category(c),
+            Filter::Author(a) => q.author(a),
+            Filter::License(l) => q.license(l),
+            Filter::MinDownloads(n) => q.min_downloads(n),
+            Filter::MinStars(n) => q.min_stars(n),
+        }
+    }
+}
+
+/// In the words of the explanation: `tag "http"`, `at least 10 stars`.
+impl std::fmt::Display for Filter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Filter::Tag(t) => write!(f, "tag {t:?}"),
+            Filter::Category(c) => write!(f, "category {c:?}"),
+            Filter::Author(a) => write!(f, "author {a:?}"),
+            Filter::License(l) => write!(f, "license {l:?}"),
+            Filter::MinDownloads(n) => write!(f, "at least {n} downloads"),
+            Filter::MinStars(n) => write!(f, "at least {n} stars"),
+        }
+    }
+}
+
+impl Args {
+    /// The filters given (a minimum of 0 is no filter).
+    fn filters(&self) -> Vec<Filter<'_>> {
+        let mut out: Vec<Filter<'_>> = self.tag.iter().map(|t| Filter::Tag(t)).collect();
+        out.extend(self.category.as_deref().map(Filter::Category));
+        out.extend(self.author.as_deref().map(Filter::Author));
+        out.extend(self.license.as_deref().map(Filter::License));
+        out.extend((self.min_downloads > 0).then_some(Filter::MinDownloads(self.min_downloads)));
+        out.extend((self.min_stars > 0).then_some(Filter::MinStars(self.min_stars)));
+        out
+    }
+}
+
+/// Why nothing matched: the query and filters in words, and, when there were filters, whether the
+/// query alone matches and which filters leave nothing of it.
+fn explain_empty(args: &Args, index: &SearchIndex) -> String {
+    let filters = args.filters();
+    let names: Vec<String> = filters.iter().map(Filter::to_string).collect();
+    let mut out = if args.query.is_empty() {
+        "no package".to_owned()
+    } else {
+        format!("no package matches {:?}", args.query)
+    };
+    if !names.is_empty() {
+        out.push_str(" with ");
+        out.push_str(&names.join(" and "));
+    }
+    if filters.is_empty() {
+        return out;
+    }
+    let count = |q: Query| index.search(&q.limit(1)).total;
+    let alone = count(Query::new(args.query.clone()));
+    let subject = if args.query.is_empty() {
+        "the registry".to_owned()
+    } else {
+        format!("{:?} alone", args.query)
+    };
+    if alone == 0 {
+        out.push_str(&format!("\n{subject} matches no package either"));
+        return out;
+    }
+    let culprits: Vec<String> = filters
+        .iter()
+        .filter(|f| count(f.apply(Query::new(args.query.clone()))) == 0)
+        .map(Filter::to_string)
+        .collect();
+    let holds = if args.query.is_empty() {
+        "holds"
+    } else {
+        "matches"
+    };
+    out.push_str(&format!(
+        "\n{subject} {holds} {alone} package{}; ",
+        if alone == 1 { "" } else { "s" }
+    ));
+    let them = if alone == 1 { "it" } else { "them all" };
+    match culprits.as_slice() {
+        [] => out.push_str("each filter keeps some of them, but not all the filters together"),
+        [one] => out.push_str(&format!("{one} excludes {them}")),
+        many => out.push_str(&format!("{} each exclude {them}", many.join(" and "))),
+    }
+    out
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -64,20 +174,9 @@ fn search(args: &Args, span: &tracing::Span) -> anyhow::Result<()> {
     let mut query = Query::new(args.query.clone())
         .sort(args.sort)
         .limit(args.limit)
-        .offset(args.offset)
-        .min_downloads(args.min_downloads)
-        .min_stars(args.min_stars);
-    for t in &args.tag {
-        query = query.tag(t.clone());
-    }
-    if let Some(c) = &args.category {
-        query = query.category(c.clone());
-    }
-    if let Some(a) = &args.author {
-        query = query.author(a.clone());
-    }
-    if let Some(l) = &args.license {
-        query = query.license(l.clone());
+        .offset(args.offset);
+    for f in args.filters() {
+        query = f.apply(query);
     }
     let results = index.search(&query);
     span.record("results", results.hits.len());
@@ -100,7 +199,7 @@ fn search(args: &Args, span: &tracing::Span) -> anyhow::Result<()> {
         eprintln!("{note}");
     }
     if results.hits.is_empty() {
-        println!("no package matches {:?}", args.query);
+        println!("{}", explain_empty(args, &index));
         return Ok(());
     }
     let rows: Vec<Vec<String>> = results

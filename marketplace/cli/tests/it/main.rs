@@ -3,6 +3,7 @@
 
 mod local;
 mod network;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
