@@ -11,7 +11,8 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use xtask::layout::Layout;
 use xtask::policy::Policy;
-use xtask::verbs::{baseline, bench_all, ci, compare, otel_overhead, report, simulate};
+use xtask::run::Shard;
+use xtask::verbs::{baseline, bench_all, ci, compare, merge, otel_overhead, report, simulate};
 use xtask::{Outcome, Result};
 
 const EXIT_CODES: &str = "\
@@ -49,6 +50,9 @@ enum Verb {
     /// OTEL off vs on on the critical paths: ABBA blocks until every 95 % CI is tight or the time
     /// cap passes, then the per-component costs; writes target/perf/otel-overhead.md.
     OtelOverhead(OtelOverheadArgs),
+    /// Pool the shards of one A/B measurement (`--shard K/N`, from one machine or many) and
+    /// judge them once, as one run; writes target/perf/report.md.
+    Merge(MergeArgs),
     /// Judge a saved run against another (names or paths); measures nothing. Writes
     /// target/perf/compare-OLD-NEW.md and .json.
     Compare(CompareArgs),
@@ -103,6 +107,10 @@ struct BenchAllArgs {
     /// Also build this git ref in a worktree and measure it beside the working tree, interleaved.
     #[arg(long, value_name = "REF", conflicts_with = "against")]
     base_ref: Option<String>,
+    /// Measure only shard K of N (with --base-ref): this shard's replicates of every selected
+    /// bench, written as a partial run for `cargo xtask merge`; exits 0 unless the tool failed.
+    #[arg(long, value_name = "K/N", value_parser = Shard::parse, requires = "base_ref")]
+    shard: Option<Shard>,
 }
 
 #[derive(Args, Debug)]
@@ -120,6 +128,18 @@ struct CiArgs {
     /// budgets.
     #[arg(long)]
     worst_case: bool,
+    /// Measure only shard K of N of the A/B run, as a partial run for `cargo xtask merge` (the
+    /// overhead instrument is left to the merged run's in-run overhead check).
+    #[arg(long, value_name = "K/N", value_parser = Shard::parse)]
+    shard: Option<Shard>,
+}
+
+#[derive(Args, Debug)]
+struct MergeArgs {
+    /// The head run of every shard (names in target/perf/runs/ or paths); each one's paired
+    /// base run is read from beside it.
+    #[arg(required = true, value_name = "RUN")]
+    runs: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -281,6 +301,7 @@ impl From<BenchAllArgs> for bench_all::Options {
             base_ref: a.base_ref,
             prebuilt: a.measure.prebuilt,
             no_wait: a.measure.no_wait,
+            shard: a.shard,
         }
     }
 }
@@ -295,6 +316,7 @@ impl From<CiArgs> for ci::Options {
             worst_case: a.worst_case,
             prebuilt: a.measure.prebuilt,
             no_wait: a.measure.no_wait,
+            shard: a.shard,
         }
     }
 }
@@ -320,6 +342,7 @@ fn run(layout: &Layout, verb: Verb) -> Result<Outcome> {
         Verb::BenchAll(a) => bench_all::run(layout, &a.into()),
         Verb::Ci(a) => ci::run(layout, &a.into()),
         Verb::OtelOverhead(a) => otel_overhead::run(layout, &a.into()),
+        Verb::Merge(a) => merge::run(layout, &a.runs),
         Verb::Compare(a) => compare::run(layout, &a.old, &a.new, a.strict_env),
         Verb::Baseline(BaselineVerb::Save { name, from, force }) => {
             baseline::save(layout, &name, from.as_deref(), force).map(|()| Outcome::Pass)

@@ -37,6 +37,9 @@ pub struct Provenance {
     pub base_executables: std::collections::BTreeMap<String, String>,
     /// How instructions were counted, or why not.
     pub counting: Option<String>,
+    /// A run merged from shards: one line per shard naming its runner and what it measured.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<String>,
 }
 
 impl Provenance {
@@ -82,8 +85,32 @@ impl Provenance {
             executables: head.executables.clone(),
             base_executables: base.map(|b| b.0.executables.clone()).unwrap_or_default(),
             counting: head.counting.clone(),
+            shards: head.shards.iter().map(shard_line).collect(),
         }
     }
+}
+
+/// `shard 2/4: run NAME on HOST (cpu, N cores, kernel), measured M min, guard P probes`.
+fn shard_line(rec: &crate::run::ShardRecord) -> String {
+    let e = &rec.environment;
+    let mut line = format!(
+        "shard {}: run `{}` on {} ({}, {} cores, {}, kernel {})",
+        rec.shard,
+        rec.run,
+        rec.host.as_deref().unwrap_or("an unnamed host"),
+        e.cpu_model,
+        e.cores,
+        e.os,
+        e.kernel
+    );
+    if let Some(secs) = rec.measurement_seconds {
+        line += &format!(", measured in {:.1} minutes", secs / 60.0);
+    }
+    line += &format!(", {} guard probes", rec.guard.len());
+    if !rec.executables.is_empty() {
+        line += ", executables differ from the first shard's";
+    }
+    line
 }
 
 /// The executables each side ran, by sha256, and whether the two sides ran the same code: the
@@ -689,6 +716,9 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
         .ok();
     }
     executables(&mut out, p);
+    for line in &p.shards {
+        writeln!(out, "- {line}").ok();
+    }
     if let Some(c) = &p.counting {
         writeln!(out, "- {c}").ok();
     }

@@ -55,6 +55,68 @@ pub struct RunFile {
     /// re-rendered from the saved run must too.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unmeasured: BTreeMap<String, String>,
+    /// Set on a partial run measured as one shard of several (`--shard K/N`): it holds the
+    /// replicates `K-1, K-1+N, K-1+2N, …`, so the shards' replicate numbers never collide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// The host name of the machine that measured the run (a shard's runner), when readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Set on a run merged from shards (`cargo xtask merge`): one record per shard, with its
+    /// runner and its environment guard's probes (the guard judges each shard's machine apart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardRecord>,
+}
+
+/// Shard `index` of `count` (1-based, as on the command line: `--shard 2/4`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Parses `K/N` with 1 <= K <= N.
+    pub fn parse(s: &str) -> std::result::Result<Shard, String> {
+        let bad = || format!("`{s}` is not a shard: K/N with 1 <= K <= N, like 2/4");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            k.trim().parse::<u32>().map_err(|_| bad())?,
+            n.trim().parse::<u32>().map_err(|_| bad())?,
+        );
+        if index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The run-wide replicate number of this shard's `local`-th process of a bench: shards
+    /// interleave, so every shard measures every bench and their numbers never collide.
+    pub fn replicate(self, local: u32) -> u32 {
+        local * self.count + (self.index - 1)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// One shard of a merged run: which runner measured it, how long, and what its guard saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardRecord {
+    pub shard: Shard,
+    /// The shard's own run file name.
+    pub run: String,
+    /// The runner's host name, when it could be read.
+    pub host: Option<String>,
+    pub environment: Environment,
+    pub measurement_seconds: Option<f64>,
+    pub guard: Vec<Probe>,
+    /// The shard's executables' hashes, when they differ from the merged run's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub executables: BTreeMap<String, String>,
 }
 
 /// One run of the guard's calibration bench beside the measurement.

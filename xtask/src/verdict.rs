@@ -278,6 +278,9 @@ pub struct Stability {
     pub median: f64,
     /// Fewer probes than the policy's minimum: reported, judges nothing.
     pub too_few: bool,
+    /// In a run merged from shards: the shard this is (the least stable one), and how many
+    /// shards the guard judged.
+    pub shard: Option<(crate::run::Shard, usize)>,
 }
 
 impl Stability {
@@ -298,7 +301,11 @@ impl Stability {
 
     /// One line: what was measured and, when unstable, which bound was passed.
     pub fn describe(&self) -> String {
-        let mut d = format!(
+        let mut d = match self.shard {
+            Some((s, n)) => format!("the least stable of {n} shards, shard {s}: "),
+            None => String::new(),
+        };
+        d += &format!(
             "`{}` probed {} times over {:.1} min: spread {:.1} % (bound {:.0} %), drift {:+.1} % (bound ±{:.0} %)",
             self.bench,
             self.probes,
@@ -317,10 +324,41 @@ impl Stability {
     }
 }
 
-/// The guard's view of `run`, when the policy has a guard and the run has probes.
+/// The guard's view of `run`, when the policy has a guard and the run has probes. A run merged
+/// from shards is judged shard by shard (each ran on its own machine, with its own clock and
+/// speed), and its stability is its least stable shard's: one unstable runner withdraws the
+/// wall-time verdicts it contributed to.
 pub fn stability(policy: &Policy, run: &RunFile) -> Option<Stability> {
+    if run.shards.is_empty() {
+        return stability_of(policy, &run.guard);
+    }
+    let n = run.shards.len();
+    let judged: Vec<Stability> = run
+        .shards
+        .iter()
+        .filter_map(|rec| {
+            stability_of(policy, &rec.guard).map(|mut st| {
+                st.shard = Some((rec.shard, n));
+                st
+            })
+        })
+        .collect();
+    // Unstable first, then the one nearest its bounds.
+    let badness = |st: &Stability| {
+        let unstable = if st.stable() { 0.0 } else { 1.0 };
+        let near = (st.spread / st.max_spread).max(st.drift.abs() / st.max_drift);
+        (unstable, if st.too_few { -1.0 } else { near })
+    };
+    judged.into_iter().max_by(|a, b| {
+        badness(a)
+            .partial_cmp(&badness(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    })
+}
+
+fn stability_of(policy: &Policy, probes: &[crate::run::Probe]) -> Option<Stability> {
     let g = policy.guard.as_ref()?;
-    let points: Vec<(f64, f64)> = run.guard.iter().map(|p| (p.seconds, p.estimate)).collect();
+    let points: Vec<(f64, f64)> = probes.iter().map(|p| (p.seconds, p.estimate)).collect();
     if points.is_empty() {
         return None;
     }
@@ -338,6 +376,7 @@ pub fn stability(policy: &Policy, run: &RunFile) -> Option<Stability> {
         max_drift: g.max_drift,
         median,
         too_few: points.len() < g.min_probes,
+        shard: None,
     })
 }
 

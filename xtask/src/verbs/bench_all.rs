@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::policy::{Policy, Profile};
 use crate::report::Provenance;
-use crate::run::{Environment, Git, RunFile, SCHEMA_VERSION};
+use crate::run::{Environment, Git, RunFile, SCHEMA_VERSION, Shard};
 use crate::verdict::{self, NotMeasured, OTEL, Outcome, PLAIN};
 
 /// The feature matrix: variant name and the cargo features it is built with.
@@ -59,6 +59,8 @@ pub struct Options {
     pub prebuilt: Option<PathBuf>,
     /// Refuse, instead of waiting, when another xtask is measuring on this machine.
     pub no_wait: bool,
+    /// Measure only this shard's replicates and write a partial run for `cargo xtask merge`.
+    pub shard: Option<Shard>,
 }
 
 pub use crate::build::{Executable, build_succeeded, parse_artifacts, prebuilt};
@@ -1002,6 +1004,9 @@ pub(crate) fn new_run(
         guard: Vec::new(),
         counting: None,
         unmeasured: Default::default(),
+        shard: None,
+        host: None,
+        shards: Vec::new(),
     }
 }
 
@@ -1171,6 +1176,13 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
     let sample_ratio = sample_ratio(opts.sample_ratio, &policy)?;
     let replicates = opts.replicates.unwrap_or(profile.replicates).max(1);
     let max_replicates = profile.max_replicates.max(replicates);
+    if opts.shard.is_some() && opts.base_ref.is_none() {
+        return Err(Error::input(
+            "flag --shard",
+            "shards pool base/head pairs, so a shard needs --base-ref",
+            "add --base-ref REF (or run `cargo xtask ci --shard K/N`)",
+        ));
+    }
     if opts.against.is_some() && opts.base_ref.is_some() {
         return Err(Error::input(
             "flags --against and --base-ref",
@@ -1229,6 +1241,11 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         opts.against.clone(),
         &scratch,
     );
+    if let Some(s) = opts.shard {
+        run.name = format!("{}-shard{}of{}", run.name, s.index, s.count);
+        run.shard = Some(s);
+    }
+    run.host = host();
     let name = run.name.clone();
     run.executables = plan.hashes();
 
@@ -1247,6 +1264,8 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
                 &scratch,
             );
             base_run.name = format!("{name}-base");
+            base_run.shard = opts.shard;
+            base_run.host = run.host.clone();
             base_run.git = base_git;
             base_run.executables = base_plan.hashes();
             base_run.variants.remove(OTEL);
@@ -1290,8 +1309,11 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
             None => runner.replicate(run, &plan, rep, only),
         }
     };
+    // A shard's processes carry run-wide replicate numbers (and seeds), so merged shards pair
+    // and pool without renumbering.
+    let number = |local: u32| opts.shard.map_or(local, |s| s.replicate(local));
     for rep in 0..replicates {
-        measure(&mut runner, &mut run, &mut ab, rep, None)?;
+        measure(&mut runner, &mut run, &mut ab, number(rep), None)?;
     }
     let judge = |run: &RunFile, ab: &Option<(Plan, RunFile)>| {
         let base_run = ab.as_ref().map(|(_, r)| r).or(base.as_ref().map(|b| &b.0));
@@ -1323,7 +1345,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         runner.total = runner.done
             + plan.processes(Some(&noisy))
             + ab.as_ref().map_or(0, |(p, _)| p.processes(Some(&noisy)));
-        measure(&mut runner, &mut run, &mut ab, reps, Some(&noisy))?;
+        measure(&mut runner, &mut run, &mut ab, number(reps), Some(&noisy))?;
         reps += 1;
         j = judge(&run, &ab);
     }
@@ -1376,5 +1398,24 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         run_path.display().to_string(),
         base.as_ref().map(|(r, p)| (r, p.display().to_string())),
     );
-    super::finish(layout, &j, &p).map(|outcome| (outcome, measured))
+    let outcome = super::finish(layout, &j, &p)?;
+    if let Some(s) = opts.shard {
+        // A shard's verdicts rest on its share of the pairs: they are shown, and the gate's
+        // verdict is the merge's, so that a lost or slow shard cannot decide it alone.
+        eprintln!(
+            "shard {s}: partial run {} (the report above judges this shard's pairs only); \
+             pool every shard with `cargo xtask merge RUN…` for the verdict",
+            run_path.display()
+        );
+        return Ok((Outcome::Pass, measured));
+    }
+    Ok((outcome, measured))
+}
+
+/// This machine's host name, naming a shard's runner in a merged report.
+pub fn host() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
 }

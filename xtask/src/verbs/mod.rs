@@ -6,6 +6,7 @@ pub mod baseline;
 pub mod bench_all;
 pub mod ci;
 pub mod compare;
+pub mod merge;
 pub mod otel_overhead;
 pub mod report;
 pub mod simulate;

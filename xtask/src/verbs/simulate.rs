@@ -132,6 +132,9 @@ fn empty_run(name: &str) -> RunFile {
         guard: Vec::new(),
         counting: None,
         unmeasured: Default::default(),
+        shard: None,
+        host: None,
+        shards: Vec::new(),
     }
 }
 

@@ -11,7 +11,7 @@ pub(crate) fn xtask(ws: &Path, args: &[&str]) -> Output {
     xtask_with_env(ws, args, &[])
 }
 
-fn xtask_with_env(ws: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+pub(crate) fn xtask_with_env(ws: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
         .envs(env.iter().copied())
         .args(args)
@@ -79,8 +79,11 @@ gated = false
 "#;
 
 /// A fake bench executable: answers the variant check with `reported`, lists `ids`, and on
-/// `--bench` writes a Criterion 0.8 tree for the ids matching its filter (ns per iteration `ns`).
-fn fake_bench(path: &Path, reported: &str, ids: &[&str], ns: f64, write: bool) {
+/// `--bench` writes a Criterion 0.8 tree for the ids matching its filter (ns per iteration `ns`,
+/// scaled like the real benches by `1 + $MARKET_BENCH_SLOWDOWN`, and with `$FAKE_BENCH_JITTER`
+/// set, moved by up to ± that fraction by the replicate's seed and the executable's path, so
+/// that base and head processes of one pair differ as real ones do).
+pub(crate) fn fake_bench(path: &Path, reported: &str, ids: &[&str], ns: f64, write: bool) {
     let ids = ids.join(" ");
     let body = if write {
         format!(
@@ -91,13 +94,12 @@ for id in {ids}; do
   echo "$id" | grep -Eq "$(echo "$filter" | sed 's/(?:/(/')" || continue
   d="$CRITERION_HOME/$id/new"; mkdir -p "$d"
   printf '{{"group_id":"%s","function_id":"%s","value_str":null,"throughput":null,"full_id":"%s"}}' "${{id%%/*}}" "${{id#*/}}" "$id" > "$d/benchmark.json"
-  e='{{"confidence_interval":{{"confidence_level":0.95,"lower_bound":{ns},"upper_bound":{ns}}},"point_estimate":{ns},"standard_error":1.0}}'
+  e='{{"confidence_interval":{{"confidence_level":0.95,"lower_bound":'$ns',"upper_bound":'$ns'}},"point_estimate":'$ns',"standard_error":1.0}}'
   printf '{{"mean":%s,"median":%s,"median_abs_dev":%s,"slope":null,"std_dev":%s}}' "$e" "$e" "$e" "$e" > "$d/estimates.json"
   iters=""; times=""
-  for i in 1 2 3 4 5 6 7 8 9 10 11 12; do iters="$iters${{iters:+,}}$i"; times="$times${{times:+,}}$(($i * {ns_int}))"; done
+  for i in 1 2 3 4 5 6 7 8 9 10 11 12; do iters="$iters${{iters:+,}}$i"; times="$times${{times:+,}}$(($i * ns))"; done
   printf '{{"sampling_mode":"Flat","iters":[%s],"times":[%s]}}' "$iters" "$times" > "$d/sample.json"
-done"#,
-            ns_int = ns as u64
+done"#
         )
     } else {
         String::new()
@@ -107,6 +109,7 @@ done"#,
 if [ -n "$MARKET_BENCH_VARIANT_CHECK" ]; then echo "market-bench-variant: {reported}"; exit 0; fi
 if [ "$1" = "--list" ]; then for id in {ids}; do echo "$id" | grep -Eq "${{2:-.}}" && echo "$id: benchmark"; done; exit 0; fi
 for a in "$@"; do filter="$a"; done
+ns=$(awk -v n={ns} -v s="${{MARKET_BENCH_SLOWDOWN:-0}}" -v seed="${{MARKET_BENCH_SEED:-0}}" -v salt="${{#0}}" -v j="${{FAKE_BENCH_JITTER:-0}}" 'BEGIN {{ printf "%.0f", n * (1 + s) * (1 + j * ((seed + 1) * salt % 13 - 6) / 6) }}')
 {body}
 exit 0
 "#
@@ -116,7 +119,7 @@ exit 0
 }
 
 /// A workspace with the small policy and prebuilt fakes for both variants and the receiver.
-fn fake_workspace(otel_reports: &str, write: bool) -> tempfile::TempDir {
+pub(crate) fn fake_workspace(otel_reports: &str, write: bool) -> tempfile::TempDir {
     fake_workspace_with(otel_reports, write, 1030.0)
 }
 

@@ -106,6 +106,9 @@ pub fn empty_run(name: &str, profile: &str) -> RunFile {
         guard: Vec::new(),
         counting: None,
         unmeasured: Default::default(),
+        shard: None,
+        host: None,
+        shards: Vec::new(),
     }
 }
 

@@ -5,6 +5,7 @@ mod criterion;
 mod fixtures;
 mod policy;
 mod report;
+mod shards;
 mod sides;
 mod simulation;
 mod stats;
