@@ -107,9 +107,10 @@ struct BenchAllArgs {
     /// Also build this git ref in a worktree and measure it beside the working tree, interleaved.
     #[arg(long, value_name = "REF", conflicts_with = "against")]
     base_ref: Option<String>,
-    /// Measure only shard K of N (with --base-ref): this shard's replicates of every selected
-    /// bench, written as a partial run for `cargo xtask merge`; exits 0 unless the tool failed.
-    #[arg(long, value_name = "K/N", value_parser = Shard::parse, requires = "base_ref")]
+    /// Measure only shard K of N: this shard's replicates of every selected bench (in pairs with
+    /// --base-ref), written as a partial run for `cargo xtask merge`; exits 0 unless the tool
+    /// failed.
+    #[arg(long, value_name = "K/N", value_parser = Shard::parse, conflicts_with = "against")]
     shard: Option<Shard>,
 }
 

@@ -245,6 +245,14 @@ pub struct Profile {
     /// A bench process still running after this long is killed and the run fails (exit 2).
     #[serde(default = "default_process_timeout")]
     pub process_timeout_minutes: f64,
+    /// How many CI runners the workflow spreads this profile over (`--shard K/N`, then `merge`);
+    /// each shard measures the profile's replicates, so N shards give N times the pairs.
+    #[serde(default = "default_shards")]
+    pub shards: u32,
+}
+
+fn default_shards() -> u32 {
+    1
 }
 
 fn default_process_timeout() -> f64 {

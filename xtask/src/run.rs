@@ -90,6 +90,11 @@ impl Shard {
         Ok(Shard { index, count })
     }
 
+    /// How many of a measurement's `total` replicates (numbers `0..total`) are this shard's.
+    pub fn share(self, total: u32) -> u32 {
+        (total + self.count - self.index) / self.count
+    }
+
     /// The run-wide replicate number of this shard's `local`-th process of a bench: shards
     /// interleave, so every shard measures every bench and their numbers never collide.
     pub fn replicate(self, local: u32) -> u32 {

@@ -1176,11 +1176,23 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
     let sample_ratio = sample_ratio(opts.sample_ratio, &policy)?;
     let replicates = opts.replicates.unwrap_or(profile.replicates).max(1);
     let max_replicates = profile.max_replicates.max(replicates);
-    if opts.shard.is_some() && opts.base_ref.is_none() {
+    // Replicate counts are the whole measurement's: a shard measures its share of them.
+    let (replicates, max_replicates) = match opts.shard {
+        Some(s) if s.share(replicates) == 0 => {
+            return Err(Error::input(
+                "flag --shard",
+                format!("shard {s} would measure none of the {replicates} replicates"),
+                format!("use at most {replicates} shards, or more --replicates"),
+            ));
+        }
+        Some(s) => (s.share(replicates), s.share(max_replicates)),
+        None => (replicates, max_replicates),
+    };
+    if opts.shard.is_some() && opts.against.is_some() {
         return Err(Error::input(
-            "flag --shard",
-            "shards pool base/head pairs, so a shard needs --base-ref",
-            "add --base-ref REF (or run `cargo xtask ci --shard K/N`)",
+            "flags --shard and --against",
+            "a shard is a partial run: it is compared when the shards are merged",
+            "drop --against, or compare the merged run with `cargo xtask compare`",
         ));
     }
     if opts.against.is_some() && opts.base_ref.is_some() {

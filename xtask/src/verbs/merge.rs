@@ -1,11 +1,12 @@
-//! `cargo xtask merge RUN…`: pools the shards of one A/B measurement into one run and judges it
-//! once. Each shard (`bench-all --base-ref REF --shard K/N`, or `ci --shard K/N`) measured base and
-//! head in pairs on its own runner and wrote a partial head run and its paired base run; their
-//! replicate numbers interleave (`K-1, K-1+N, …`), so pooling renumbers nothing and every pair
-//! stays a pair. A pair's ratio does not depend on the speed of the runner that measured it, so
-//! shards from machines of different speed pool soundly: the family is judged on all the pairs
-//! (Benjamini–Hochberg across it), SLAs on the pooled processes, and the environment guard per
-//! shard. A missing shard costs power, not coverage: every shard measured every bench.
+//! `cargo xtask merge RUN…`: pools the shards of one measurement into one run and judges it once.
+//! Each shard (`bench-all --shard K/N`, or `ci --shard K/N`) ran on its own runner and wrote a
+//! partial head run and, with `--base-ref`, the base run measured in pairs with it; their replicate
+//! numbers interleave (`K-1, K-1+N, …`), so pooling renumbers nothing and every pair stays a pair
+//! (base with head, and plain with otel in the overhead check). A pair's ratio does not depend on
+//! the speed of the runner that measured it, so shards from machines of different speed pool
+//! soundly: the family is judged on all the pairs (Benjamini–Hochberg across it), SLAs on the
+//! pooled processes, and the environment guard per shard. A missing shard costs power, not
+//! coverage: every shard measured every bench.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -44,10 +45,16 @@ pub fn run(layout: &Layout, names: &[String]) -> Result<Outcome> {
     }
 
     let heads: Vec<&RunFile> = shards.iter().map(|s| &s.head).collect();
-    let bases: Vec<&RunFile> = shards.iter().map(|s| &s.base).collect();
+    let bases: Vec<&RunFile> = shards
+        .iter()
+        .filter_map(|s| s.base.as_ref().map(|b| &b.0))
+        .collect();
     let (_, stamp) = super::now_utc();
     let mut head = pool(&heads, &shards[0].head_path)?;
-    let mut base = pool(&bases, &shards[0].base_path)?;
+    let mut base = match bases.is_empty() {
+        true => None,
+        false => Some(pool(&bases, &shards[0].head_path)?),
+    };
     let commit = head.git.commit.as_deref().unwrap_or("nogit");
     head.name = format!(
         "{}-{}-merged{}of{count}",
@@ -56,18 +63,20 @@ pub fn run(layout: &Layout, names: &[String]) -> Result<Outcome> {
         shards.len()
     );
     head.created = stamp;
-    base.name = format!("{}-base", head.name);
-    head.paired_with = Some(base.name.clone());
-    head.against = Some(base.name.clone());
-    base.paired_with = Some(head.name.clone());
-    head.shards = shards
+    head.shards = heads
         .iter()
-        .map(|s| record(&s.head, &heads[0].executables))
+        .map(|r| record(r, &heads[0].executables))
         .collect();
-    base.shards = shards
-        .iter()
-        .map(|s| record(&s.base, &bases[0].executables))
-        .collect();
+    if let Some(base) = base.as_mut() {
+        base.name = format!("{}-base", head.name);
+        head.paired_with = Some(base.name.clone());
+        head.against = Some(base.name.clone());
+        base.paired_with = Some(head.name.clone());
+        base.shards = bases
+            .iter()
+            .map(|r| record(r, &bases[0].executables))
+            .collect();
+    }
     // The shards ran side by side: the wait for a verdict is the slowest shard's.
     head.measurement_seconds = heads
         .iter()
@@ -78,31 +87,36 @@ pub fn run(layout: &Layout, names: &[String]) -> Result<Outcome> {
         .collect();
 
     let head_path = layout.runs().join(format!("{}.json", head.name));
-    let base_path = layout.runs().join(format!("{}.json", base.name));
-    base.save(&base_path)?;
+    let base = match base {
+        Some(b) => {
+            let path = layout.runs().join(format!("{}.json", b.name));
+            b.save(&path)?;
+            Some((b, path))
+        }
+        None => None,
+    };
     head.save(&head_path)?;
     head.save(&layout.latest_run())?;
     eprintln!(
-        "merged {} shards into {} and {}",
+        "merged {} shards into {}",
         shards.len(),
-        head_path.display(),
-        base_path.display()
+        head_path.display()
     );
-    let j = super::judge_saved(&policy, &head, Some(&base));
+    let j = super::judge_saved(&policy, &head, base.as_ref().map(|b| &b.0));
     let p = Provenance::new(
         &head,
         head_path.display().to_string(),
-        Some((&base, base_path.display().to_string())),
+        base.as_ref()
+            .map(|(b, path)| (b, path.display().to_string())),
     );
     super::finish(layout, &j, &p)
 }
 
-/// A shard's head run and the base run measured in pairs with it.
+/// A shard's head run and the base run measured in pairs with it, if any.
 struct Loaded {
     head: RunFile,
     head_path: PathBuf,
-    base: RunFile,
-    base_path: PathBuf,
+    base: Option<(RunFile, PathBuf)>,
 }
 
 fn load_shard(layout: &Layout, name: &str) -> Result<Loaded> {
@@ -117,11 +131,11 @@ fn load_shard(layout: &Layout, name: &str) -> Result<Loaded> {
         ));
     }
     let Some(base_name) = head.paired_with.clone() else {
-        return Err(Error::input(
-            what(),
-            "names no paired base run",
-            "merge the head runs (not the `-base` ones); each names its base",
-        ));
+        return Ok(Loaded {
+            head,
+            head_path,
+            base: None,
+        });
     };
     // The base run lies beside its head: that is where the shard wrote both, and where a CI job
     // downloads a shard's artifact.
@@ -144,8 +158,7 @@ fn load_shard(layout: &Layout, name: &str) -> Result<Loaded> {
     Ok(Loaded {
         head,
         head_path,
-        base,
-        base_path,
+        base: Some((base, base_path)),
     })
 }
 
@@ -189,8 +202,8 @@ fn check_consistent(shards: &[Loaded]) -> Result<()> {
         )?;
         differs(
             "base commit",
-            format!("{:?}", first.base.git),
-            format!("{:?}", s.base.git),
+            format!("{:?}", first.base.as_ref().map(|b| &b.0.git)),
+            format!("{:?}", s.base.as_ref().map(|b| &b.0.git)),
         )?;
         differs(
             "profile",

@@ -40,10 +40,10 @@ fn measure(ws: &Path, shard: Option<&str>, slowdown: &str) -> Output {
         "--prebuilt",
         pre.to_str().unwrap(),
     ];
-    match shard {
-        Some(s) => args.extend(["--shard", s]),
-        // As many pairs as two shards of the profile's two.
-        None => args.extend(["--replicates", "4"]),
+    // Four pairs in all: one run measures them, or two shards two each.
+    args.extend(["--replicates", "4"]);
+    if let Some(s) = shard {
+        args.extend(["--shard", s]);
     }
     let slow = Path::new(slowdown);
     let jitter = Path::new("0.03");
@@ -122,7 +122,7 @@ fn headings(md: &str) -> Vec<&str> {
 
 #[test]
 fn shards_merged_are_judged_like_one_run_and_pool_pairs_across_machine_speeds() {
-    // One unsharded run with the pairs of both shards: the form to match.
+    // One unsharded run: the form to match.
     let whole = workspace_with_base(800.0);
     let out = measure(whole.path(), None, "0");
     assert_eq!(code(&out), 1, "+25 % fails: {}", stderr(&out));
@@ -183,17 +183,10 @@ fn merge_refuses_what_is_not_one_measurement() {
     let out = xtask_with_env(ws.path(), &["merge", &first, &whole], &[]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("is not a shard"), "{}", stderr(&out));
-    // A shard needs a base to pair with.
-    let pre = ws.path().join("prebuilt");
+    // A shard is compared when merged, not on its own.
     let out = xtask_with_env(
         ws.path(),
-        &[
-            "bench-all",
-            "--prebuilt",
-            pre.to_str().unwrap(),
-            "--shard",
-            "1/2",
-        ],
+        &["bench-all", "--shard", "1/2", "--against", "x"],
         &[],
     );
     assert_eq!(code(&out), 2, "{}", stderr(&out));
@@ -201,5 +194,66 @@ fn merge_refuses_what_is_not_one_measurement() {
         let out = xtask_with_env(ws.path(), &["ci", "--shard", bad], &[]);
         assert_eq!(code(&out), 2, "{bad}: {}", stderr(&out));
         assert!(stderr(&out).contains("K/N"), "{bad}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn shards_without_a_base_pool_the_overhead_check() {
+    let ws = fake_workspace("otel", true);
+    let pre = ws.path().join("prebuilt");
+    let mut names = Vec::new();
+    for shard in ["1/2", "2/2"] {
+        let args = [
+            "bench-all",
+            "--profile",
+            "standard",
+            "--prebuilt",
+            pre.to_str().unwrap(),
+            "--replicates",
+            "4",
+            "--shard",
+            shard,
+        ];
+        let out = xtask_with_env(ws.path(), &args, &[]);
+        assert_eq!(code(&out), 0, "shard {shard}: {}", stderr(&out));
+        names.push(latest_name(ws.path()));
+    }
+    let mut args = vec!["merge"];
+    args.extend(names.iter().map(String::as_str));
+    let out = xtask_with_env(ws.path(), &args, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let merged =
+        xtask::run::RunFile::load(&ws.path().join("target/perf/runs/latest.json")).unwrap();
+    assert!(merged.paired_with.is_none());
+    for v in ["plain", "otel"] {
+        assert_eq!(merged.estimates("fake/op", v).len(), 4, "{v}");
+    }
+    let md = std::fs::read_to_string(ws.path().join("target/perf/report.md")).unwrap();
+    assert!(
+        md.contains("(4 blocks)"),
+        "the overhead check pools both shards' blocks: {md}"
+    );
+}
+
+#[test]
+fn a_shard_measures_its_share_of_the_replicates_numbered_to_interleave() {
+    use xtask::run::Shard;
+    // (shard, total replicates, its share, its replicate numbers)
+    let table: [(&str, u32, u32, &[u32]); 6] = [
+        ("1/1", 3, 3, &[0, 1, 2]),
+        ("1/2", 4, 2, &[0, 2]),
+        ("2/2", 4, 2, &[1, 3]),
+        ("1/3", 5, 2, &[0, 3]),
+        ("3/3", 5, 1, &[2]),
+        ("3/3", 2, 0, &[]),
+    ];
+    for (text, total, share, numbers) in table {
+        let s = Shard::parse(text).unwrap();
+        assert_eq!(s.share(total), share, "{text} of {total}");
+        let got: Vec<u32> = (0..s.share(total)).map(|l| s.replicate(l)).collect();
+        assert_eq!(got, numbers, "{text} of {total}");
+    }
+    for bad in ["0/2", "3/2", "1/0", "x", "1", "1/2/3", ""] {
+        assert!(Shard::parse(bad).is_err(), "{bad}");
     }
 }
