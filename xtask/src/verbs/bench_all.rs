@@ -1212,6 +1212,16 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
     };
     let environment = environment(layout);
     let env_for_base = environment.clone();
+    // Without --against or --base-ref, the run is compared with what this machine measured last,
+    // or for information with the committed baseline: a regression check is skipped only when
+    // there is nothing to compare with.
+    let base = match base {
+        None if opts.base_ref.is_none() && opts.shard.is_none() => {
+            default_against(layout, &profile_name, &environment)
+        }
+        b => b,
+    };
+    let against = base.as_ref().map(|(b, _)| b.name.clone());
     if let Some((b, path)) = &base
         && opts.strict_env
         && !b.environment.same_machine(&environment)
@@ -1250,7 +1260,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         &profile,
         sample_ratio,
         environment,
-        opts.against.clone(),
+        against,
         &scratch,
     );
     if let Some(s) = opts.shard {
@@ -1422,6 +1432,73 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         return Ok((Outcome::Pass, measured));
     }
     Ok((outcome, measured))
+}
+
+/// What a bench-all run without --against or --base-ref is compared with: the latest earlier run
+/// of the same profile on this machine (same fingerprint), else the newest committed baseline of
+/// that profile, compared for information only when it comes from another machine (the report
+/// names the fingerprint fields that differ). Unreadable files are passed over: they are not
+/// this run's input.
+fn default_against(
+    layout: &Layout,
+    profile: &str,
+    here: &Environment,
+) -> Option<(RunFile, PathBuf)> {
+    let candidates = |dir: PathBuf| -> Vec<(RunFile, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter(|p| p.file_stem().is_some_and(|s| s != "latest"))
+            .filter_map(|p| RunFile::load(&p).ok().map(|r| (r, p)))
+            // Whole runs of the same profile: not a shard, not the base side of an A/B run, not
+            // an overhead instrument's blocks.
+            .filter(|(r, _)| r.profile == profile && r.shard.is_none())
+            .filter(|(r, _)| !r.name.ends_with("-base") && !r.name.ends_with("-overhead"))
+            .collect()
+    };
+    let newest = |runs: Vec<(RunFile, PathBuf)>| {
+        runs.into_iter()
+            .max_by(|a, b| a.0.created.cmp(&b.0.created))
+    };
+    let chosen = newest(
+        candidates(layout.runs())
+            .into_iter()
+            .filter(|(r, _)| r.environment.same_machine(here))
+            .collect(),
+    )
+    .map(|c| (c, "the latest earlier run on this machine"))
+    .or_else(|| {
+        newest(candidates(layout.baselines())).map(|c| (c, "the newest committed baseline"))
+    });
+    match chosen {
+        Some(((run, path), what)) => {
+            let differences = run.environment.differences(here);
+            let note = if differences.is_empty() {
+                String::new()
+            } else {
+                let fields: Vec<&str> = differences.iter().map(|d| d.0).collect();
+                format!(
+                    ", for information only: recorded on another machine ({} differ)",
+                    fields.join(", ")
+                )
+            };
+            eprintln!(
+                "comparing with {what}, `{}` ({}){note}; --against NAME picks another",
+                run.name,
+                path.display()
+            );
+            Some((run, path))
+        }
+        None => {
+            eprintln!(
+                "no earlier run of profile `{profile}` on this machine and no committed baseline of it: the regression check is skipped"
+            );
+            None
+        }
+    }
 }
 
 /// This machine's host name, naming a shard's runner in a merged report.

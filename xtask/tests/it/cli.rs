@@ -1001,3 +1001,59 @@ fn the_environment_guard_withdraws_wall_time_verdicts_on_an_unstable_machine() {
     assert_eq!(op["verdict"], "inconclusive");
     assert_eq!(op["guarded_from"], "fail");
 }
+
+#[test]
+fn bench_all_compares_with_the_last_run_on_this_machine_else_the_committed_baseline() {
+    let ws = fake_workspace("otel", true);
+    let run_at = |ws: &Path| {
+        let out = bench_all(ws, &[]);
+        assert!(code(&out) <= 1, "{}", stderr(&out));
+        let run = xtask::run::RunFile::load(&ws.join("target/perf/runs/latest.json")).unwrap();
+        (out, run)
+    };
+    // Nothing to compare with: skipped, and said.
+    let (out, first) = run_at(ws.path());
+    assert!(first.against.is_none());
+    assert!(
+        stderr(&out).contains("the regression check is skipped"),
+        "{}",
+        stderr(&out)
+    );
+    // A committed baseline recorded elsewhere: compared for information, naming the field.
+    let mut elsewhere = first.clone();
+    elsewhere.name = "ci-runner".to_owned();
+    elsewhere.created = "2020-01-01T00:00:00Z".to_owned();
+    elsewhere.environment.kernel = "4.0.0-other".to_owned();
+    elsewhere
+        .save(&ws.path().join("baselines/ci-runner.json"))
+        .unwrap();
+    std::fs::remove_dir_all(ws.path().join("target/perf/runs")).unwrap();
+    let (out, second) = run_at(ws.path());
+    assert_eq!(
+        second.against.as_deref(),
+        Some("ci-runner"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("for information only: recorded on another machine (kernel differ)"),
+        "{}",
+        stderr(&out)
+    );
+    // An earlier run on this machine wins over the baseline.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (out, third) = run_at(ws.path());
+    assert_eq!(
+        third.against.as_deref(),
+        Some(second.name.as_str()),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("the latest earlier run on this machine"),
+        "{}",
+        stderr(&out)
+    );
+    let md = std::fs::read_to_string(ws.path().join("target/perf/report.md")).unwrap();
+    assert!(md.contains(&format!("Against `{}`", second.name)), "{md}");
+}
