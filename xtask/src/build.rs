@@ -178,6 +178,28 @@ fn cargo_cmd<'a>(sh: &'a Shell, layout: &Layout, side: Side, args: &[&str]) -> x
     c
 }
 
+/// Builds this verb will start, and builds started so far: progress says "build 2 of 4", since a
+/// build is the longest silent step a user waits through. Process-wide, as a verb is.
+static BUILDS_EXPECTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static BUILDS_STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Announces how many builds the verb will start.
+pub fn expect_builds(n: usize) {
+    use std::sync::atomic::Ordering;
+    BUILDS_EXPECTED.store(n, Ordering::Relaxed);
+    BUILDS_STARTED.store(0, Ordering::Relaxed);
+}
+
+/// `build K of N: ` (or `build K: ` when the verb did not say how many).
+fn build_number() -> String {
+    use std::sync::atomic::Ordering;
+    let k = BUILDS_STARTED.fetch_add(1, Ordering::Relaxed) + 1;
+    match BUILDS_EXPECTED.load(Ordering::Relaxed) {
+        n if n >= k => format!("build {k} of {n}: "),
+        _ => format!("build {k}: "),
+    }
+}
+
 /// Builds the bench executables of one variant of `side` and copies them to
 /// `target/perf/exe/<side>/<variant>/`, from where they are measured.
 pub fn benches(
@@ -202,7 +224,8 @@ pub fn benches(
         args.extend(["--features", &joined]);
     }
     eprintln!(
-        "building the {variant} benches of the {} ({}) in {}",
+        "{}building the {variant} benches of the {} ({}) in {}",
+        build_number(),
         side.name(),
         tree(layout, side).display(),
         layout.build_dir(side.name()).display()
@@ -249,7 +272,11 @@ pub fn benches(
 /// Builds the OTLP receiver of `side` and copies it to `target/perf/exe/<side>/otlp-receiver`.
 pub fn receiver(layout: &Layout, side: Side) -> Result<PathBuf> {
     let sh = shell(layout)?;
-    eprintln!("building the OTLP receiver of the {}", side.name());
+    eprintln!(
+        "{}building the OTLP receiver of the {}",
+        build_number(),
+        side.name()
+    );
     let args = [
         "build",
         "-p",

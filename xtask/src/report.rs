@@ -28,6 +28,9 @@ pub struct Provenance {
     pub replicates: Vec<(String, usize)>,
     pub sample_ratio: f64,
     pub measurement_seconds: Option<f64>,
+    /// The builds the run waited for, apart from the measurement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_seconds: Option<f64>,
     /// Processes (bench × replicate) with fewer than 10 samples: shown, never compared.
     pub incomparable: usize,
     /// Criterion HTML report folders, relative to the workspace root.
@@ -75,6 +78,7 @@ impl Provenance {
                 .collect(),
             sample_ratio: head.sample_ratio,
             measurement_seconds: head.measurement_seconds,
+            build_seconds: head.build_seconds,
             incomparable: head
                 .benches
                 .values()
@@ -703,6 +707,19 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
             out,
             "- measured in {:.1} minutes (build excluded)",
             secs / 60.0
+        )
+        .ok();
+    }
+    if let Some(secs) = p.build_seconds {
+        writeln!(
+            out,
+            "- built in {:.1} minutes before measuring (both variants{}, the receiver)",
+            secs / 60.0,
+            if p.base_commit.is_some() {
+                ", the base"
+            } else {
+                ""
+            }
         )
         .ok();
     }

@@ -35,6 +35,14 @@ pub struct RunFile {
     /// Wall-clock time of the measurement processes, build excluded.
     #[serde(default)]
     pub measurement_seconds: Option<f64>,
+    /// Wall-clock time of the builds this run waited for (both variants, the base, the receiver);
+    /// near zero when cargo found everything fresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_seconds: Option<f64>,
+    /// Mean wall-clock seconds of one process of each suite (`<side> <variant>/<executable>`):
+    /// the next run's time-left estimate starts from these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub process_seconds: BTreeMap<String, f64>,
     /// `<variant>/<executable>` → hex sha256 of the bench executable the processes ran: two runs
     /// whose hashes agree measured the same code, and two that differ did not.
     #[serde(default)]

@@ -484,6 +484,91 @@ pub(crate) struct Runner<'a> {
     /// The environment guard's bench and the executable that runs it: a probe after every suite's
     /// processes of a replicate (every pair, in an A/B run).
     pub(crate) guard: Option<(&'a crate::policy::Guard, Executable)>,
+    /// How long each suite's processes took: this run's, and the previous run's (for the
+    /// time-left estimate before this run has its own).
+    pub(crate) clock: SuiteClock,
+}
+
+/// Per-suite process durations, keyed `<side> <variant>/<executable>`, and the time-left estimate
+/// they give: the remaining processes' durations in the previous run of the profile on this
+/// machine, scaled by how this run compares with it so far.
+#[derive(Debug, Default)]
+pub(crate) struct SuiteClock {
+    pub(crate) prior: BTreeMap<String, f64>,
+    pub(crate) taken: BTreeMap<String, Vec<f64>>,
+    /// Σ of the prior durations of the processes still to run, when every planned suite has one.
+    pub(crate) expected_left: Option<f64>,
+    /// Σ prior and Σ actual durations of the processes done, for the speed of this run.
+    expected_done: f64,
+    actual_done: f64,
+}
+
+impl SuiteClock {
+    /// The previous run of `profile` on this machine (`latest.json`), if any.
+    pub(crate) fn from_previous(layout: &Layout, profile: &str, here: &Environment) -> SuiteClock {
+        let prior = RunFile::load(&layout.latest_run())
+            .ok()
+            .filter(|r| r.profile == profile && r.environment.same_machine(here))
+            .map(|r| r.process_seconds)
+            .unwrap_or_default();
+        SuiteClock {
+            prior,
+            ..SuiteClock::default()
+        }
+    }
+
+    pub(crate) fn key(side: &str, exe: &Executable) -> String {
+        format!("{side} {}/{}", exe.variant, exe.name)
+    }
+
+    /// Sets the processes still to run (`replicates` of every suite of each plan, by side).
+    pub(crate) fn plan(&mut self, plans: &[(&str, &Plan)], replicates: u32) {
+        let mut sum = 0.0;
+        for (side, plan) in plans {
+            for (exe, ids) in plan.by_name.values().flat_map(|m| m.values()) {
+                if ids.is_empty() {
+                    continue;
+                }
+                match self.prior.get(&Self::key(side, exe)) {
+                    Some(s) => sum += s * f64::from(replicates),
+                    None => {
+                        self.expected_left = None;
+                        return;
+                    }
+                }
+            }
+        }
+        self.expected_left = Some(sum);
+    }
+
+    fn record(&mut self, key: String, seconds: f64) {
+        if let Some(p) = self.prior.get(&key) {
+            self.expected_done += p;
+            self.actual_done += seconds;
+            if let Some(left) = self.expected_left.as_mut() {
+                *left = (*left - p).max(0.0);
+            }
+        }
+        self.taken.entry(key).or_default().push(seconds);
+    }
+
+    /// Seconds left by the previous run's durations, scaled by this run's speed so far.
+    fn left(&self) -> Option<f64> {
+        let speed = if self.expected_done > 0.0 {
+            self.actual_done / self.expected_done
+        } else {
+            1.0
+        };
+        self.expected_left.map(|l| l * speed)
+    }
+
+    /// The mean duration of each suite's processes in this run, for the run file.
+    pub(crate) fn means(&self) -> BTreeMap<String, f64> {
+        self.taken
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().sum::<f64>() / v.len() as f64))
+            .collect()
+    }
 }
 
 impl Runner<'_> {
@@ -503,14 +588,15 @@ impl Runner<'_> {
             source,
         })?;
         let elapsed = self.started.elapsed().as_secs();
-        let eta = if self.done == 0 {
-            "?".to_owned()
-        } else {
-            format!(
+        let eta = match self.clock.left() {
+            Some(left) => format!("{left:.0}s (by the previous run's durations)"),
+            None if self.done == 0 => "?".to_owned(),
+            None => format!(
                 "{}s",
                 elapsed * (self.total - self.done) as u64 / self.done as u64
-            )
+            ),
         };
+        let process_started = Instant::now();
         eprintln!(
             "[{}/{}] {} ({}{}) replicate {}: {} benches; elapsed {elapsed}s, about {eta} left",
             self.done + 1,
@@ -602,6 +688,15 @@ impl Runner<'_> {
             });
         }
         run.fold_process(exe.variant, replicate, &dir, &self.layout.root)?;
+        let side = if self.git_ref == BASE_REF {
+            "base"
+        } else {
+            "head"
+        };
+        self.clock.record(
+            SuiteClock::key(side, exe),
+            process_started.elapsed().as_secs_f64(),
+        );
         self.done += 1;
         Ok(())
     }
@@ -1006,6 +1101,8 @@ pub(crate) fn new_run(
         unmeasured: Default::default(),
         shard: None,
         host: None,
+        build_seconds: None,
+        process_seconds: BTreeMap::new(),
         shards: Vec::new(),
     }
 }
@@ -1212,6 +1309,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
     };
     let environment = environment(layout);
     let env_for_base = environment.clone();
+    let clock = SuiteClock::from_previous(layout, &profile_name, &environment);
     // Without --against or --base-ref, the run is compared with what this machine measured last,
     // or for information with the committed baseline: a regression check is skipped only when
     // there is nothing to compare with.
@@ -1231,6 +1329,11 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         super::compare::check_env(b, &probe, path, true)?;
     }
 
+    let build_started = Instant::now();
+    if opts.prebuilt.is_none() {
+        // Both head variants and the receiver, and the base's plain benches.
+        crate::build::expect_builds(3 + usize::from(opts.base_ref.is_some()));
+    }
     let (plan, listed_all) = prepare(
         layout,
         &policy,
@@ -1298,6 +1401,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         }
         None => None,
     };
+    let build_seconds = build_started.elapsed().as_secs_f64();
     let _machine = crate::lock::acquire("bench-all", opts.no_wait)?;
     let _ = std::fs::remove_dir_all(layout.criterion_root(BASE_REF));
 
@@ -1315,7 +1419,14 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         total: (plan.processes(None) + ab.as_ref().map_or(0, |(p, _)| p.processes(None)))
             * replicates as usize,
         guard: policy.guard.as_ref().zip(plan.guard.clone()),
+        clock,
     };
+    match ab.as_ref() {
+        Some((base_plan, _)) => runner
+            .clock
+            .plan(&[("head", &plan), ("base", base_plan)], replicates),
+        None => runner.clock.plan(&[("head", &plan)], replicates),
+    }
     // Base and head processes of one suite run in pairs, B H H B …; within the head, variants
     // alternate P O O P ….
     let measure = |runner: &mut Runner,
@@ -1384,6 +1495,8 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
     let mut j = judge(&run, &ab);
     let measured = runner.started.elapsed().as_secs_f64();
     run.measurement_seconds = Some(measured);
+    run.build_seconds = Some(build_seconds);
+    run.process_seconds = runner.clock.means();
 
     // Listed ids this run did not measure.
     let named = policy.named_ids();

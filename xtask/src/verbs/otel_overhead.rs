@@ -204,6 +204,10 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     let profile = policy.profile(&profile_name)?.clone();
     let sample_ratio = bench_all::sample_ratio(opts.sample_ratio, &policy)?;
     let critical: BTreeSet<String> = policy.overhead.critical_paths.iter().cloned().collect();
+    if opts.prebuilt.is_none() {
+        // Both variants and the receiver (fresh when `ci`'s A/B run built them already).
+        crate::build::expect_builds(3);
+    }
     let (plan, _) = bench_all::prepare(
         layout,
         &policy,
@@ -281,6 +285,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         total: plan.processes(Some(&components)) * profile.replicates as usize,
         // ABBA blocks cancel a drifting machine within each block; the instrument runs no probes.
         guard: None,
+        clock: Default::default(),
     };
     // A run beside the overhead run (`<run>-<suffix>`), measured into its own Criterion trees.
     let (run_name, environment) = (run.name.clone(), run.environment.clone());

@@ -134,6 +134,8 @@ fn empty_run(name: &str) -> RunFile {
         unmeasured: Default::default(),
         shard: None,
         host: None,
+        build_seconds: None,
+        process_seconds: BTreeMap::new(),
         shards: Vec::new(),
     }
 }

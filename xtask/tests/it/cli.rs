@@ -1056,4 +1056,21 @@ fn bench_all_compares_with_the_last_run_on_this_machine_else_the_committed_basel
     );
     let md = std::fs::read_to_string(ws.path().join("target/perf/report.md")).unwrap();
     assert!(md.contains(&format!("Against `{}`", second.name)), "{md}");
+    // The time left starts from the previous run's per-suite durations, which each run keeps.
+    assert!(
+        second.process_seconds.contains_key("head plain/fake_bench")
+            && second.process_seconds.contains_key("head otel/fake_bench"),
+        "{:?}",
+        second.process_seconds
+    );
+    let first_line = stderr(&out)
+        .lines()
+        .find(|l| l.starts_with("[1/"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        first_line.contains("(by the previous run's durations)"),
+        "{first_line}"
+    );
+    assert!(md.contains("- built in "), "{md}");
 }

@@ -108,6 +108,8 @@ pub fn empty_run(name: &str, profile: &str) -> RunFile {
         unmeasured: Default::default(),
         shard: None,
         host: None,
+        build_seconds: None,
+        process_seconds: BTreeMap::new(),
         shards: Vec::new(),
     }
 }

@@ -181,6 +181,15 @@ fn ab(ws: &Path, base_ref: &str) -> (RunFile, RunFile) {
         "bench-all --base-ref {base_ref}: {}",
         stderr(&out)
     );
+    // Progress through the builds says which of how many: both head variants, the receiver, the
+    // base.
+    for n in 1..=4 {
+        assert!(
+            stderr(&out).contains(&format!("build {n} of 4: building ")),
+            "{}",
+            stderr(&out)
+        );
+    }
     let head = RunFile::load(&ws.join("target/perf/runs/latest.json")).unwrap();
     let base_name = head.against.clone().unwrap();
     let base = RunFile::load(&ws.join(format!("target/perf/runs/{base_name}.json"))).unwrap();
