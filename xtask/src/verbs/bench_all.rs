@@ -1298,7 +1298,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         verdict::judge(&policy, run, base_run, &today)
     };
     let mut reps = replicates;
-    let mut j = judge(&run, &ab);
+    let mut j = judge(&run, &ab)?;
     while reps < max_replicates {
         let noisy = j.noisy_ids();
         if noisy.is_empty() {
@@ -1325,7 +1325,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
             + ab.as_ref().map_or(0, |(p, _)| p.processes(Some(&noisy)));
         measure(&mut runner, &mut run, &mut ab, reps, Some(&noisy))?;
         reps += 1;
-        j = judge(&run, &ab);
+        j = judge(&run, &ab)?;
     }
     drop(receiver);
     match ab.as_mut() {
@@ -1337,7 +1337,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         )?,
         None => count_instructions(&mut runner, &policy, (&mut run, &plan), None)?,
     }
-    let mut j = judge(&run, &ab);
+    let mut j = judge(&run, &ab)?;
     let measured = runner.started.elapsed().as_secs_f64();
     run.measurement_seconds = Some(measured);
 
