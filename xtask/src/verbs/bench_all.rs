@@ -599,7 +599,8 @@ impl Runner<'_> {
                 help: format!("the full output is in {}", log.display()),
             });
         }
-        run.fold_process(exe.variant, replicate, &dir, &self.layout.root)?;
+        let written = run.fold_process(exe.variant, replicate, &dir, &self.layout.root)?;
+        crate::criterion::check_written(&dir, ids, &written)?;
         self.done += 1;
         Ok(())
     }
