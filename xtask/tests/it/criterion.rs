@@ -267,3 +267,22 @@ fn ids_asked_for_but_not_written_are_named() {
     let all: Vec<String> = asked.iter().cloned().collect();
     criterion::check_written(home, &asked, &all).unwrap();
 }
+
+/// Finite samples whose totals overflow gave an infinite estimate, which every statistic
+/// downstream takes the log of (the property test in `criterion_props` generates such values).
+#[test]
+fn totals_that_overflow_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixtures::write_bench(tmp.path(), "g/f", 1.0, 10);
+    let path = tmp.path().join("g/f/new/sample.json");
+    std::fs::write(
+        &path,
+        r#"{"sampling_mode":"Flat","iters":[1.0,1.0],"times":[1.7e308,1.7e308]}"#,
+    )
+    .unwrap();
+    let err = criterion::read_home(tmp.path()).unwrap_err().to_string();
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("Σtimes / Σiters is inf"),
+        "{err}"
+    );
+}
