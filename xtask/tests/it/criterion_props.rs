@@ -159,6 +159,18 @@ fn apply(path: &Path, m: &FileMutation) {
     }
 }
 
+/// A temporary directory on tmpfs where there is one: a case writes and removes a dozen files,
+/// which took 42 ms per case on this machine's virtual disk and 1.1 ms on /dev/shm, and cases per
+/// minute are what a bounded run buys.
+fn scratch() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    }
+}
+
 fn cases() -> ProptestConfig {
     // ProptestConfig::default() reads PROPTEST_CASES.
     ProptestConfig::default()
@@ -174,7 +186,7 @@ proptest! {
         per_iter in prop::sample::select(vec![1e-3, 1.0, 1e3, 1e9]),
         samples in 1usize..14,
     ) {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = scratch();
         let home = tmp.path();
         // A healthy neighbour: an error must not be blamed on it, nor may it hide one.
         fixtures::write_bench(home, "g/ok", 10.0, 10);
