@@ -19,7 +19,13 @@
 //! Only `new/` is read: `base/` and `change/` describe an earlier process, and the gate runs every
 //! process in a fresh home. Every parse error carries the file's path; that happens in one place,
 //! [`read_json`].
+//!
+//! A malformed bench directory is an error naming it, never skipped: a `new` that is a file, or a
+//! `new/` holding some of Criterion's files but not `benchmark.json`, `estimates.json` and
+//! `sample.json`. Skipping one once let a run go on with 5 of its 6 benches unnoticed; and
+//! [`check_written`] compares what a process wrote with the ids it was asked for.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -171,18 +177,107 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
             help: "check the directory's permissions".to_owned(),
         })?;
         let path = entry.path();
-        if !path.is_dir() {
-            continue;
-        }
+        let is_dir = path.is_dir();
         let name = entry.file_name();
         match name.to_str() {
             // HTML, and comparisons against a possibly stale `base/`.
-            Some("report" | "change" | "base") => continue,
-            Some("new") if path.join("benchmark.json").is_file() => found.push(path),
-            _ => walk(&path, found)?,
+            Some("report" | "change" | "base") if is_dir => continue,
+            Some("new") if !is_dir => {
+                return Err(Error::parse(
+                    &path,
+                    "a file where Criterion writes a bench's results directory (`new/`)",
+                    MALFORMED_HELP,
+                ));
+            }
+            Some("new") if holds_results(&path)? => found.push(path),
+            // A `new/` with directories only is a group or function named "new".
+            _ if is_dir => walk(&path, found)?,
+            // Side data, logs and anything else the process left beside Criterion's tree.
+            _ => {}
         }
     }
     Ok(())
+}
+
+const MALFORMED_HELP: &str = "the bench directory is incomplete or damaged (an interrupted process, or another writer); delete it and re-run the bench";
+
+/// Whether a `new/` directory is a bench's results: Criterion writes only files there
+/// (`benchmark.json`, `estimates.json`, `sample.json`, `tukey.json`), while a group or function
+/// named "new" holds only directories. One with results must have all three files the reader
+/// needs; an empty one is a bench whose process stopped before writing anything. Either is an
+/// error naming the path.
+fn holds_results(new_dir: &Path) -> Result<bool> {
+    let entries = std::fs::read_dir(new_dir).map_err(|source| Error::Read {
+        path: new_dir.to_owned(),
+        source,
+        help: "check the directory's permissions".to_owned(),
+    })?;
+    let (mut files, mut dirs) = (0usize, 0usize);
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Read {
+            path: new_dir.to_owned(),
+            source,
+            help: "check the directory's permissions".to_owned(),
+        })?;
+        if entry.path().is_dir() {
+            dirs += 1;
+        } else {
+            files += 1;
+        }
+    }
+    if files == 0 && dirs == 0 {
+        return Err(Error::parse(
+            new_dir,
+            "an empty bench results directory: Criterion wrote nothing into it",
+            MALFORMED_HELP,
+        ));
+    }
+    if files == 0 {
+        return Ok(false);
+    }
+    for name in ["benchmark.json", "estimates.json", "sample.json"] {
+        let path = new_dir.join(name);
+        if !path.is_file() {
+            return Err(Error::parse(
+                &path,
+                format!(
+                    "missing from a bench results directory that holds {files} other file(s); Criterion writes benchmark.json, estimates.json and sample.json together"
+                ),
+                MALFORMED_HELP,
+            ));
+        }
+    }
+    Ok(true)
+}
+
+/// Checks that a bench process wrote results for every id it was asked to measure (`asked`,
+/// the ids its filter selected) among the ids read from its Criterion home (`written`). A bench
+/// that ran and wrote nothing (it panicked inside Criterion's loop but the process exited 0,
+/// or its directory was damaged) is named, rather than the run going on without it.
+pub fn check_written(home: &Path, asked: &BTreeSet<String>, written: &[String]) -> Result<()> {
+    let written: BTreeSet<&str> = written.iter().map(String::as_str).collect();
+    let missing: Vec<&str> = asked
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !written.contains(id))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::input(
+        format!("bench process output {}", home.display()),
+        format!(
+            "asked for {} bench(es), wrote no results for {}: {}",
+            asked.len(),
+            missing.len(),
+            missing
+                .iter()
+                .map(|id| format!("`{id}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        "the process's output (process.log in that directory) says why; run the bench executable with that id to reproduce",
+    ))
 }
 
 fn read_measurement(new_dir: &Path) -> Result<Measurement> {
@@ -209,10 +304,13 @@ fn read_measurement(new_dir: &Path) -> Result<Measurement> {
             CORRUPT_HELP,
         ));
     }
-    if sample.per_iteration().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+    // Finite values can still sum to infinity (or a total time of zero): the estimate must be
+    // usable, since every statistic downstream takes its log.
+    let estimate = sample.per_iteration();
+    if !(estimate.is_finite() && estimate > 0.0) {
         return Err(Error::parse(
             &sample_path,
-            "total time is zero",
+            format!("Σtimes / Σiters is {estimate}: the totals are zero or overflow"),
             CORRUPT_HELP,
         ));
     }

@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use crate::error::{Error, Result};
 use crate::policy::{Metric, Policy, ScalingClass, ScalingMetric, Statistic};
 use crate::run::RunFile;
-use crate::stats::{self, Change, Overhead, Slope};
+use crate::stats::{self, Change, Overhead, Slope, StatsError};
 
 pub const PLAIN: &str = "plain";
 pub const OTEL: &str = "otel";
@@ -458,12 +459,22 @@ impl Judgement {
 }
 
 /// Judges `head` (and, with a base, the change from `base`). `today` is YYYY-MM-DD, for waivers.
-pub fn judge(policy: &Policy, head: &RunFile, base: Option<&RunFile>, today: &str) -> Judgement {
+///
+/// An error when a statistic refuses its inputs (a non-finite or non-positive estimate, which no
+/// bench process writes: the run file was edited or corrupted), naming the run and the bench.
+pub fn judge(
+    policy: &Policy,
+    head: &RunFile,
+    base: Option<&RunFile>,
+    today: &str,
+) -> Result<Judgement> {
     let gated = policy.profiles.get(&head.profile).is_none_or(|p| p.gated);
-    let regression = base.map(|b| regression(policy, b, head, today, gated));
-    let sla = sla(policy, head);
+    let regression = base
+        .map(|b| regression(policy, b, head, today, gated))
+        .transpose()?;
+    let sla = sla(policy, head)?;
     let sla_status = roll_up(sla.iter().map(|r| &r.verdict), gated);
-    let overhead = overhead(policy, head, gated, 1);
+    let overhead = overhead(policy, head, gated, 1)?;
     let scaling = scaling(policy, head);
     let scaling_status = roll_up(scaling.iter().map(|r| &r.verdict), gated);
     let not_measured = policy
@@ -494,7 +505,16 @@ pub fn judge(policy: &Policy, head: &RunFile, base: Option<&RunFile>, today: &st
     if j.stability.as_ref().is_some_and(|s| !s.stable()) {
         withdraw_wall_time_verdicts(&mut j);
     }
-    j
+    Ok(j)
+}
+
+/// A statistic refused the estimates of `what` (a bench in named runs): exit 2, naming both.
+fn refused(what: String, e: StatsError) -> Error {
+    Error::input(
+        what,
+        e.to_string(),
+        "no bench process writes such a value (the reader refuses it), so the run file was edited or corrupted: re-measure, or restore it",
+    )
 }
 
 /// The machine was unstable: every wall-time verdict its noise could have produced becomes
@@ -564,7 +584,7 @@ pub fn regression(
     head: &RunFile,
     today: &str,
     gated: bool,
-) -> RegressionCheck {
+) -> Result<RegressionCheck> {
     let t = &policy.thresholds;
     let same_machine = base.environment.same_machine(&head.environment);
     let paired = head.paired_with.as_deref() == Some(base.name.as_str())
@@ -619,9 +639,20 @@ pub fn regression(
                     } else {
                         Vec::new()
                     };
-                    (row.stats, row.test) = match stats::paired_log(&pairs) {
+                    let refused = |e| {
+                        refused(
+                            format!(
+                                "bench `{id}` ({variant}, {}) of runs `{}` (base) and `{}` (head)",
+                                metric.name(),
+                                base.name,
+                                head.name
+                            ),
+                            e,
+                        )
+                    };
+                    (row.stats, row.test) = match stats::paired_log(&pairs).map_err(refused)? {
                         Some(s) => (Some(s), Test::Paired { pairs: pairs.len() }),
-                        None => match stats::welch_log(&be, &he) {
+                        None => match stats::welch_log(&be, &he).map_err(refused)? {
                             Some(s) => (Some(s), Test::Welch),
                             None => (None, Test::None),
                         },
@@ -682,7 +713,7 @@ pub fn regression(
     rows.sort_by(|a, b| {
         (a.verdict, &a.id, &a.variant, a.metric).cmp(&(b.verdict, &b.id, &b.variant, b.metric))
     });
-    RegressionCheck {
+    Ok(RegressionCheck {
         base: base.name.clone(),
         same_machine,
         differing: base
@@ -693,7 +724,7 @@ pub fn regression(
             .collect(),
         status,
         rows,
-    }
+    })
 }
 
 /// An empty row of `id` in `variant`, with what does not depend on the metric.
@@ -778,7 +809,7 @@ fn sla_variant<'a>(run: &'a RunFile, id: &str) -> Option<&'a str> {
         .find(|v| b.variants.contains_key(*v))
 }
 
-fn sla(policy: &Policy, head: &RunFile) -> Vec<SlaRow> {
+fn sla(policy: &Policy, head: &RunFile) -> Result<Vec<SlaRow>> {
     policy
         .slas
         .iter()
@@ -805,7 +836,7 @@ fn sla(policy: &Policy, head: &RunFile) -> Vec<SlaRow> {
                 } else {
                     format!("checked in profile {}", s.profiles.join(", "))
                 };
-                return row;
+                return Ok(row);
             };
             let values: Vec<f64> = head
                 .replicates(&s.bench, variant)
@@ -824,7 +855,7 @@ fn sla(policy: &Policy, head: &RunFile) -> Vec<SlaRow> {
                     "the bench wrote no {} (side data missing or too few operations)",
                     s.statistic.name()
                 );
-                return row;
+                return Ok(row);
             }
             let value = stats::median(&values);
             let ratio = value / target_value;
@@ -839,14 +870,16 @@ fn sla(policy: &Policy, head: &RunFile) -> Vec<SlaRow> {
                 .filter(|v| **v > 0.0)
                 .map(|v| v.ln())
                 .collect();
-            row.ci = (logs.len() >= 2).then(|| {
+            if logs.len() >= 2 {
                 let n = logs.len() as f64;
-                let half = stats::t_quantile(0.975, n - 1.0) * (stats::variance(&logs) / n).sqrt();
-                (
+                let tq = stats::t_quantile(0.975, n - 1.0)
+                    .map_err(|e| refused(format!("SLA `{}` of run `{}`", s.name, head.name), e))?;
+                let half = tq * (stats::variance(&logs) / n).sqrt();
+                row.ci = Some((
                     (stats::mean(&logs) - half).exp(),
                     (stats::mean(&logs) + half).exp(),
-                )
-            });
+                ));
+            }
             row.replicates = values.len();
             row.ratio = Some(ratio);
             row.verdict = if ratio <= 0.9 {
@@ -867,7 +900,7 @@ fn sla(policy: &Policy, head: &RunFile) -> Vec<SlaRow> {
             if variant != PLAIN {
                 row.note = format!("measured on the {variant} variant only");
             }
-            row
+            Ok(row)
         })
         .collect()
 }
@@ -900,7 +933,13 @@ fn block_ratios(run: &RunFile, id: &str, per_block: usize) -> Vec<f64> {
 /// overhead, some critical path failed 3.3–4.2 % of the time; with Benjamini–Hochberg 0.5–0.6 %.
 /// The cost is power in the shortest runs only: a true 15 % on every path still fails 96 % of
 /// runs of 6 blocks and all of 10 (2 blocks: 13 % against 52 %).
-pub fn overhead(policy: &Policy, head: &RunFile, gated: bool, per_block: usize) -> OverheadCheck {
+pub fn overhead(
+    policy: &Policy,
+    head: &RunFile,
+    gated: bool,
+    per_block: usize,
+) -> Result<OverheadCheck> {
+    let refused = |what: &str, e| refused(format!("{what} in run `{}`", head.name), e);
     let o = &policy.overhead;
     let alpha = policy.thresholds.alpha;
     let mut rows = Vec::new();
@@ -915,7 +954,8 @@ pub fn overhead(policy: &Policy, head: &RunFile, gated: bool, per_block: usize) 
         rows.push(OverheadRow {
             id: id.clone(),
             critical,
-            overhead: stats::overhead_from_log_ratios(&r),
+            overhead: stats::overhead_from_log_ratios(&r)
+                .map_err(|e| refused(&format!("OTEL overhead of bench `{id}`"), e))?,
             verdict: Verdict::NotMeasured,
             guarded_from: None,
         });
@@ -947,7 +987,8 @@ pub fn overhead(policy: &Policy, head: &RunFile, gated: bool, per_block: usize) 
     let avg_r: Vec<f64> = (0..blocks)
         .map(|b| stats::mean(&paths.iter().map(|p| p[b]).collect::<Vec<_>>()))
         .collect();
-    let average = stats::overhead_from_log_ratios(&avg_r);
+    let average = stats::overhead_from_log_ratios(&avg_r)
+        .map_err(|e| refused("average OTEL overhead over the critical paths", e))?;
     let average_verdict = average.map_or(Verdict::NotMeasured, |a| {
         overhead_verdict(&a, a.p, alpha, o.average_fail, o.average_target)
     });
@@ -960,15 +1001,15 @@ pub fn overhead(policy: &Policy, head: &RunFile, gated: bool, per_block: usize) 
     if rows.is_empty() {
         status = Status::Skipped;
     }
-    OverheadCheck {
+    Ok(OverheadCheck {
         sample_ratio: head.sample_ratio,
         production_ratio: o.production_sample_ratio,
         status,
         rows,
         average,
         average_verdict,
-        components: components(head),
-    }
+        components: components(head)?,
+    })
 }
 
 /// A bench measured on the otel variant only: a part of the OpenTelemetry integration, whose
@@ -978,24 +1019,28 @@ fn is_component(bench: &crate::run::Bench) -> bool {
 }
 
 /// The component benches of a run: the mean of their replicate estimates with a t-interval.
-pub fn components(run: &RunFile) -> Vec<ComponentRow> {
+pub fn components(run: &RunFile) -> Result<Vec<ComponentRow>> {
     run.benches
         .iter()
         .filter(|(_, bench)| is_component(bench))
         .filter_map(|(id, bench)| bench.variants.get(OTEL).map(|reps| (id, reps)))
         .map(|(id, reps)| {
             let xs: Vec<f64> = reps.iter().map(|r| r.estimate).collect();
-            let ci = (xs.len() >= 2).then(|| {
-                let half = stats::t_quantile(0.975, xs.len() as f64 - 1.0)
-                    * (stats::variance(&xs) / xs.len() as f64).sqrt();
-                (stats::mean(&xs) - half, stats::mean(&xs) + half)
-            });
-            ComponentRow {
+            let ci = if xs.len() >= 2 {
+                let tq = stats::t_quantile(0.975, xs.len() as f64 - 1.0).map_err(|e| {
+                    refused(format!("component bench `{id}` of run `{}`", run.name), e)
+                })?;
+                let half = tq * (stats::variance(&xs) / xs.len() as f64).sqrt();
+                Some((stats::mean(&xs) - half, stats::mean(&xs) + half))
+            } else {
+                None
+            };
+            Ok(ComponentRow {
                 id: id.clone(),
                 mean: stats::mean(&xs),
                 ci,
                 replicates: xs.len(),
-            }
+            })
         })
         .collect()
 }

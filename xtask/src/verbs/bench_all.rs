@@ -687,7 +687,8 @@ impl Runner<'_> {
                 help: format!("the full output is in {}", log.display()),
             });
         }
-        run.fold_process(exe.variant, replicate, &dir, &self.layout.root)?;
+        let written = run.fold_process(exe.variant, replicate, &dir, &self.layout.root)?;
+        crate::criterion::check_written(&dir, ids, &written)?;
         let side = if self.git_ref == BASE_REF {
             "base"
         } else {
@@ -1453,7 +1454,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         verdict::judge(&policy, run, base_run, &today)
     };
     let mut reps = replicates;
-    let mut j = judge(&run, &ab);
+    let mut j = judge(&run, &ab)?;
     while reps < max_replicates {
         let noisy = j.noisy_ids();
         if noisy.is_empty() {
@@ -1480,7 +1481,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
             + ab.as_ref().map_or(0, |(p, _)| p.processes(Some(&noisy)));
         measure(&mut runner, &mut run, &mut ab, number(reps), Some(&noisy))?;
         reps += 1;
-        j = judge(&run, &ab);
+        j = judge(&run, &ab)?;
     }
     drop(receiver);
     match ab.as_mut() {
@@ -1492,7 +1493,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         )?,
         None => count_instructions(&mut runner, &policy, (&mut run, &plan), None)?,
     }
-    let mut j = judge(&run, &ab);
+    let mut j = judge(&run, &ab)?;
     let measured = runner.started.elapsed().as_secs_f64();
     run.measurement_seconds = Some(measured);
     run.build_seconds = Some(build_seconds);

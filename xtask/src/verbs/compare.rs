@@ -13,7 +13,7 @@ pub fn run(layout: &Layout, old: &str, new: &str, strict_env: bool) -> Result<Ou
     let (base_path, head_path) = (layout.resolve_run(old)?, layout.resolve_run(new)?);
     let (base, head) = (RunFile::load(&base_path)?, RunFile::load(&head_path)?);
     check_env(&base, &head, &base_path, strict_env)?;
-    let j = super::judge_saved(&policy, &head, Some(&base));
+    let j = super::judge_saved(&policy, &head, Some(&base))?;
     let p = Provenance::new(
         &head,
         head_path.display().to_string(),

@@ -102,7 +102,7 @@ pub fn run(layout: &Layout, names: &[String]) -> Result<Outcome> {
         shards.len(),
         head_path.display()
     );
-    let j = super::judge_saved(&policy, &head, base.as_ref().map(|b| &b.0));
+    let j = super::judge_saved(&policy, &head, base.as_ref().map(|b| &b.0))?;
     let p = Provenance::new(
         &head,
         head_path.display().to_string(),

@@ -52,15 +52,15 @@ pub fn judge_saved(
     policy: &crate::policy::Policy,
     head: &crate::run::RunFile,
     base: Option<&crate::run::RunFile>,
-) -> Judgement {
+) -> crate::Result<Judgement> {
     let (today, _) = now_utc();
-    let mut j = crate::verdict::judge(policy, head, base, &today);
+    let mut j = crate::verdict::judge(policy, head, base, &today)?;
     j.not_measured
         .extend(head.unmeasured.iter().map(|(id, reason)| NotMeasured {
             id: id.clone(),
             reason: reason.clone(),
         }));
-    j
+    Ok(j)
 }
 
 /// The file name (without extension) a report of saved runs gets: the stem of each run file,

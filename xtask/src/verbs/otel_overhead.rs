@@ -59,7 +59,7 @@ fn blocks(
         runner.replicate(run, plan, 2 * blocks as u32, Some(paths))?;
         runner.replicate(run, plan, 2 * blocks as u32 + 1, Some(paths))?;
         blocks += 1;
-        let check = verdict::overhead(policy, run, true, 2);
+        let check = verdict::overhead(policy, run, true, 2)?;
         let critical = check.rows.iter().filter(|r| r.critical).count();
         let wide: BTreeSet<String> = check
             .rows
@@ -313,7 +313,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             runner.replicate(&mut comp_run, &plan, replicate, Some(&components))?;
         }
         comp_run.save(&layout.runs().join(format!("{}.json", comp_run.name)))?;
-        component_rows = verdict::components(&comp_run);
+        component_rows = verdict::components(&comp_run)?;
         limits.cap = limits.cap.saturating_sub(runner.started.elapsed());
     }
     // The blocks count their own progress and pace (the cap's forecast uses it).

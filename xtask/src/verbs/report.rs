@@ -20,7 +20,7 @@ pub fn run(layout: &Layout, name: Option<&str>) -> Result<Outcome> {
         }
         None => None,
     };
-    let j = super::judge_saved(&policy, &head, base.as_ref().map(|b| &b.0));
+    let j = super::judge_saved(&policy, &head, base.as_ref().map(|b| &b.0))?;
     let p = Provenance::new(
         &head,
         head_path.display().to_string(),

@@ -164,7 +164,7 @@ fn family(
     cfg: &SimConfig,
     rng: &mut XorShift64,
     shift: f64,
-) -> (Verdict, bool, usize) {
+) -> crate::Result<(Verdict, bool, usize)> {
     let ids: Vec<String> = (0..cfg.benches)
         .map(|i| format!("sim/bench_{i:03}"))
         .collect();
@@ -193,7 +193,7 @@ fn family(
     }
     let mut reps = cfg.replicates;
     loop {
-        let check = verdict::regression(policy, &base, &head, "2000-01-01", true);
+        let check = verdict::regression(policy, &base, &head, "2000-01-01", true)?;
         let noisy: Vec<usize> = check
             .rows
             .iter()
@@ -211,7 +211,7 @@ fn family(
                 .iter()
                 .any(|r| r.id != ids[0] && r.verdict == Verdict::Fail);
             let n0 = head.estimates(&ids[0], verdict::PLAIN).len();
-            return (v0, others, n0);
+            return Ok((v0, others, n0));
         }
         for i in noisy {
             measure(rng, &mut base, &mut head, i, reps);
@@ -220,25 +220,25 @@ fn family(
     }
 }
 
-pub fn simulate(policy: &Policy, cfg: &SimConfig) -> Vec<SimResult> {
+pub fn simulate(policy: &Policy, cfg: &SimConfig) -> crate::Result<Vec<SimResult>> {
     let mut rng = XorShift64::new(cfg.seed);
     cfg.shifts
         .iter()
         .map(|&shift| {
             let (mut detected, mut false_fail, mut reps) = (0usize, 0usize, 0usize);
             for _ in 0..cfg.families {
-                let (v0, others, n0) = family(policy, cfg, &mut rng, shift);
+                let (v0, others, n0) = family(policy, cfg, &mut rng, shift)?;
                 detected += usize::from(v0 == Verdict::Fail);
                 false_fail += usize::from(others || (shift == 0.0 && v0 == Verdict::Fail));
                 reps += n0;
             }
             let f = cfg.families as f64;
-            SimResult {
+            Ok(SimResult {
                 shift,
                 detected: detected as f64 / f,
                 false_fail: false_fail as f64 / f,
                 mean_replicates: reps as f64 / f,
-            }
+            })
         })
         .collect()
 }
@@ -267,7 +267,7 @@ pub fn from_run(
     shifts: &[f64],
     trials: usize,
     seed: u64,
-) -> Vec<BenchPower> {
+) -> crate::Result<Vec<BenchPower>> {
     let profile = policy.profiles.get(&run.profile);
     let (replicates, max_replicates) = profile.map_or((3, 8), |p| {
         (p.replicates, p.max_replicates.max(p.replicates))
@@ -319,7 +319,7 @@ pub fn from_run(
                 }
                 let mut reps = replicates;
                 let verdict = loop {
-                    let check = verdict::regression(policy, &base, &head, "2000-01-01", true);
+                    let check = verdict::regression(policy, &base, &head, "2000-01-01", true)?;
                     let again: Vec<usize> = check
                         .rows
                         .iter()
@@ -350,7 +350,7 @@ pub fn from_run(
             detection,
         });
     }
-    out
+    Ok(out)
 }
 
 /// `simulate --run NAME`: per-bench detection rates at +10/+15/+25 % from a run's own spreads.
@@ -374,7 +374,7 @@ pub fn run_from(
         "{:<48} {:>7} {:>9} {:>10} {:>7} {:>7} {:>7}",
         "bench", "variant", "processes", "spread", "+10 %", "+15 %", "+25 %"
     );
-    for b in from_run(&policy, &run, &shifts, trials, 20_261_207) {
+    for b in from_run(&policy, &run, &shifts, trials, 20_261_207)? {
         let rates: Vec<String> = b
             .detection
             .iter()
@@ -416,7 +416,7 @@ pub fn run(layout: &crate::layout::Layout, families: Option<usize>) -> crate::Re
         "families with a false failure",
         "bench 0 replicates"
     );
-    for r in simulate(&policy, &cfg) {
+    for r in simulate(&policy, &cfg)? {
         println!(
             "{:>8.0} %  {:>25.1} %  {:>29.1} %  {:>16.1}",
             r.shift * 100.0,

@@ -1074,3 +1074,47 @@ fn bench_all_compares_with_the_last_run_on_this_machine_else_the_committed_basel
     );
     assert!(md.contains("- built in "), "{md}");
 }
+
+/// Rewrites a fake bench so that, after writing its Criterion tree, it runs `damage` (a shell
+/// line; `$CRITERION_HOME` is the process's home) and still exits 0.
+fn damage_fake(ws: &Path, variant: &str, damage: &str) {
+    let path = ws.join("prebuilt").join(variant).join("fake_bench");
+    let script = std::fs::read_to_string(&path).unwrap();
+    let body = script.strip_suffix("exit 0\n").unwrap();
+    std::fs::write(&path, format!("{body}{damage}\nexit 0\n")).unwrap();
+}
+
+/// Issue 17: a process that exits 0 but wrote no results for one of the benches it was asked
+/// for stops the run with exit 2 naming the bench and the process's directory. Before, the run
+/// went on without it.
+#[test]
+fn a_bench_a_process_was_asked_for_and_did_not_write_is_named() {
+    let ws = fake_workspace("otel", true);
+    damage_fake(ws.path(), "plain", r#"rm -rf "$CRITERION_HOME/fake/other""#);
+    let out = bench_all(ws.path(), &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("target/perf/criterion/head/plain/0/fake_bench")
+            && err.contains("wrote no results for 1: `fake/other`"),
+        "{err}"
+    );
+}
+
+/// Issue 17: a damaged bench directory (here `new/benchmark.json` gone) is exit 2 naming the file.
+#[test]
+fn a_damaged_bench_directory_stops_the_run_naming_it() {
+    let ws = fake_workspace("otel", true);
+    damage_fake(
+        ws.path(),
+        "otel",
+        r#"rm -f "$CRITERION_HOME/fake/other/new/benchmark.json""#,
+    );
+    let out = bench_all(ws.path(), &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("otel/0/fake_bench/fake/other/new/benchmark.json") && err.contains("missing"),
+        "{err}"
+    );
+}

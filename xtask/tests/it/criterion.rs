@@ -191,3 +191,98 @@ fn callgrind_dumps_are_read_in_order_and_bad_files_are_named() {
         "{err}"
     );
 }
+
+/// Issue 17: a bench directory whose `new/` lacks one of the files the reader needs was skipped,
+/// and the run went on without that bench. Now each is an error naming the missing file.
+#[test]
+fn a_bench_directory_missing_a_file_is_an_error_naming_it() {
+    for missing in ["benchmark.json", "estimates.json", "sample.json"] {
+        let tmp = tempfile::tempdir().unwrap();
+        fixtures::write_bench(tmp.path(), "g/a", 1.0, 10);
+        fixtures::write_bench(tmp.path(), "g/b", 1.0, 10);
+        let path = tmp.path().join("g/b/new").join(missing);
+        std::fs::remove_file(&path).unwrap();
+        let err = criterion::read_home(tmp.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains("missing"),
+            "{missing}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_new_that_is_a_file_or_empty_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixtures::write_bench(tmp.path(), "g/a", 1.0, 10);
+    fixtures::write_bench(tmp.path(), "g/b", 1.0, 10);
+    let new = tmp.path().join("g/b/new");
+    std::fs::remove_dir_all(&new).unwrap();
+    std::fs::write(&new, "not a directory").unwrap();
+    let err = criterion::read_home(tmp.path()).unwrap_err().to_string();
+    assert!(
+        err.contains(&new.display().to_string()) && err.contains("a file where"),
+        "{err}"
+    );
+
+    std::fs::remove_file(&new).unwrap();
+    std::fs::create_dir(&new).unwrap();
+    let err = criterion::read_home(tmp.path()).unwrap_err().to_string();
+    assert!(
+        err.contains(&new.display().to_string()) && err.contains("empty bench results directory"),
+        "{err}"
+    );
+}
+
+/// A group named "new" is a directory of directories, not a malformed results directory.
+#[test]
+fn a_group_named_new_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixtures::write_bench(tmp.path(), "new/f", 3.0, 10);
+    fixtures::write_bench(tmp.path(), "new", 5.0, 10);
+    let ms = criterion::read_home(tmp.path()).unwrap();
+    let ids: Vec<&str> = ms.iter().map(|m| m.id.full_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["new/f", "new"],
+        "sorted by directory: new/f/new before new/new"
+    );
+}
+
+#[test]
+fn ids_asked_for_but_not_written_are_named() {
+    let home = std::path::Path::new("/perf/criterion/head/plain/0/suite");
+    let asked: std::collections::BTreeSet<String> = ["g/a", "g/b", "g/c"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let written = vec!["g/b".to_owned()];
+    let err = criterion::check_written(home, &asked, &written)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&home.display().to_string())
+            && err.contains("asked for 3 bench(es), wrote no results for 2: `g/a`, `g/c`"),
+        "{err}"
+    );
+    let all: Vec<String> = asked.iter().cloned().collect();
+    criterion::check_written(home, &asked, &all).unwrap();
+}
+
+/// Finite samples whose totals overflow gave an infinite estimate, which every statistic
+/// downstream takes the log of (the property test in `criterion_props` generates such values).
+#[test]
+fn totals_that_overflow_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixtures::write_bench(tmp.path(), "g/f", 1.0, 10);
+    let path = tmp.path().join("g/f/new/sample.json");
+    std::fs::write(
+        &path,
+        r#"{"sampling_mode":"Flat","iters":[1.0,1.0],"times":[1.7e308,1.7e308]}"#,
+    )
+    .unwrap();
+    let err = criterion::read_home(tmp.path()).unwrap_err().to_string();
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("Σtimes / Σiters is inf"),
+        "{err}"
+    );
+}

@@ -2,6 +2,7 @@
 
 mod cli;
 mod criterion;
+mod criterion_props;
 mod fixtures;
 mod policy;
 mod report;

@@ -88,7 +88,7 @@ fn fixture() -> (Judgement, Provenance) {
         &[900.0, 910.0, 905.0],
         None,
     );
-    let j = verdict::judge(&policy, &head, Some(&base), "2026-11-20");
+    let j = verdict::judge(&policy, &head, Some(&base), "2026-11-20").unwrap();
     let p = Provenance::new(
         &head,
         "target/perf/runs/head.json".to_owned(),
@@ -161,7 +161,7 @@ fn pr_comment_stays_under_the_limit_and_json_parses() {
         add(&mut b, &id, "plain", &[100.0, 101.0], None);
         add(&mut h, &id, "plain", &[150.0, 151.0], None);
     }
-    let j = verdict::judge(&policy, &h, Some(&b), "2026-11-20");
+    let j = verdict::judge(&policy, &h, Some(&b), "2026-11-20").unwrap();
     let c = report::pr_comment(&j, &Provenance::new(&h, "h".into(), None));
     assert!(c.len() < report::PR_COMMENT_LIMIT, "{}", c.len());
     assert!(c.contains("truncated"));

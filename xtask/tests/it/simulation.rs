@@ -11,7 +11,7 @@ fn unchanged_families_pass_and_a_25_percent_slowdown_fails() {
     let mut cfg = SimConfig::standard(&policy);
     cfg.families = 60;
     cfg.shifts = vec![0.0, 0.25];
-    let results = simulate(&policy, &cfg);
+    let results = simulate(&policy, &cfg).unwrap();
     let (null, hit) = (&results[0], &results[1]);
     assert!(
         null.false_fail <= 0.05,
@@ -27,7 +27,7 @@ fn unchanged_families_pass_and_a_25_percent_slowdown_fails() {
     cfg.families = 30;
     cfg.shifts = vec![0.10, 0.15, 0.20];
     cfg.seed += 1;
-    for r in simulate(&policy, &cfg) {
+    for r in simulate(&policy, &cfg).unwrap() {
         println!(
             "+{:.0} %: detected {:.0} %, false failures {:.0} %",
             r.shift * 100.0,
@@ -56,7 +56,7 @@ fn detection_rates_follow_each_benchs_measured_spread() {
         &[1000.0, 1400.0, 700.0, 1200.0],
         None,
     );
-    let powers = xtask::verbs::simulate::from_run(&policy, &run, &[0.10, 0.25], 60, 7);
+    let powers = xtask::verbs::simulate::from_run(&policy, &run, &[0.10, 0.25], 60, 7).unwrap();
     let rate = |id: &str, shift: f64| {
         let b = powers.iter().find(|b| b.id == id).unwrap();
         b.detection.iter().find(|(s, _)| *s == shift).unwrap().1

@@ -71,7 +71,7 @@ fn welch_on_logs_matches_scipy() {
         ),
     ];
     for (base, head, [change, lo, hi, p, df, mde]) in table {
-        let c = stats::welch_log(base, head).unwrap();
+        let c = stats::welch_log(base, head).unwrap().unwrap();
         assert!(
             close(c.change, *change, 1e-9),
             "change {} vs {change}",
@@ -87,20 +87,61 @@ fn welch_on_logs_matches_scipy() {
 
 #[test]
 fn welch_needs_two_replicates_per_side() {
-    assert!(stats::welch_log(&[1.0], &[1.0, 2.0]).is_none());
-    assert!(stats::welch_log(&[1.0, 2.0], &[1.5]).is_none());
+    assert!(stats::welch_log(&[1.0], &[1.0, 2.0]).unwrap().is_none());
+    assert!(stats::welch_log(&[1.0, 2.0], &[1.5]).unwrap().is_none());
+}
+
+/// An estimate with no log is an error naming it, not "no evidence" (which read as an
+/// unreplicated, unchanged bench): issue 17.
+#[test]
+fn welch_and_paired_name_an_estimate_that_is_not_finite_and_positive() {
+    let cases: &[(&[f64], &[f64], &str)] = &[
+        (&[1.0, 0.0], &[1.5, 1.6], "base estimate 2 is 0"),
+        (&[1.0, 2.0], &[1.5, -3.0], "head estimate 2 is -3"),
+        (&[f64::NAN, 2.0], &[1.5, 1.6], "base estimate 1 is NaN"),
+        (&[1.0, 2.0], &[f64::INFINITY, 1.6], "head estimate 1 is inf"),
+        // One replicate is no evidence, but a NaN is still an error.
+        (&[f64::NAN], &[1.5, 1.6], "base estimate 1 is NaN"),
+    ];
+    for (base, head, want) in cases {
+        let err = stats::welch_log(base, head).unwrap_err().to_string();
+        assert!(err.starts_with(want), "{base:?} {head:?}: {err}");
+    }
+    let err = stats::paired_log(&[(1.0, 2.0), (0.0, 1.0)]).unwrap_err();
     assert!(
-        stats::welch_log(&[1.0, 0.0], &[1.5, 1.6]).is_none(),
-        "non-positive estimates have no log"
+        err.to_string().starts_with("base estimate of pair 2 is 0"),
+        "{err}"
+    );
+    let err = stats::paired_log(&[(1.0, 2.0), (1.0, f64::NAN)]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("head estimate of pair 2 is NaN"),
+        "{err}"
+    );
+    let err = stats::abba_overhead(&[(vec![1.0, 1.0], vec![1.0, f64::NAN])]).unwrap_err();
+    assert!(
+        err.to_string().starts_with("block 1 on estimate 2 is NaN"),
+        "{err}"
+    );
+    let err = stats::overhead_from_log_ratios(&[0.01, f64::NEG_INFINITY]).unwrap_err();
+    assert!(
+        err.to_string().starts_with("log ratio of block 2 is -inf"),
+        "{err}"
     );
 }
 
 #[test]
 fn identical_replicates_give_an_exact_difference() {
-    let c = stats::welch_log(&[2.0, 2.0], &[3.0, 3.0]).unwrap();
+    let c = stats::welch_log(&[2.0, 2.0], &[3.0, 3.0]).unwrap().unwrap();
     assert!(close(c.change, 0.5, 1e-12));
     assert_eq!(c.p, 0.0);
-    assert_eq!(stats::welch_log(&[2.0, 2.0], &[2.0, 2.0]).unwrap().p, 1.0);
+    assert_eq!(
+        stats::welch_log(&[2.0, 2.0], &[2.0, 2.0])
+            .unwrap()
+            .unwrap()
+            .p,
+        1.0
+    );
 }
 
 #[test]
@@ -113,25 +154,142 @@ fn benjamini_hochberg_matches_scipy() {
     assert!(stats::benjamini_hochberg(&[]).is_empty());
 }
 
+/// Student's t quantiles against values computed with mpmath at 40 digits (the regularised
+/// incomplete beta function inverted with `findroot`); their first four digits are those of any
+/// printed t table (12.71, 4.303, 3.182, 2.776, 2.228, 2.042, 1.980, 1.962). Rows above
+/// `QUANTILE_EXPANSION_DF` come from the Cornish–Fisher expansion, where statrs drifted (3.5e-6 at
+/// df 1e5, 0.07 at 1e7) and at df 1e8 never returned (issue 17).
+#[test]
+// The references are kept as mpmath printed them (17 digits), so they can be checked.
+#[allow(clippy::excessive_precision)]
+fn t_quantiles_match_the_tables_and_reach_the_normal_limit() {
+    #[rustfmt::skip]
+    let table: &[(f64, f64, f64)] = &[
+        (0.975, 1.0, 12.706204736174705),
+        (0.975, 2.0, 4.3026527297494639),
+        (0.975, 3.0, 3.1824463052837096),
+        (0.975, 4.0, 2.7764451051977944),
+        (0.975, 10.0, 2.2281388519862747),
+        (0.975, 30.0, 2.0422724563012383),
+        (0.975, 120.0, 1.9799304050824408),
+        (0.975, 200.0, 1.9718962236339094),
+        (0.975, 201.0, 1.9718365067798593),
+        (0.975, 1000.0, 1.9623390808264085),
+        (0.975, 1e4, 1.9602012398906263),
+        (0.975, 1e5, 1.9599877075346096),
+        (0.975, 1e6, 1.959966356814107),
+        (0.975, 1e7, 1.9599642217672055),
+        (0.975, 1e8, 1.9599640082627668),
+        (0.8, 1.0, 1.3763819204711735),
+        (0.8, 2.0, 1.0606601717798213),
+        (0.8, 4.0, 0.94096457723518117),
+        (0.8, 10.0, 0.87905782855058869),
+        (0.8, 200.0, 0.84342213153541829),
+        (0.8, 201.0, 0.84341315355035418),
+        (0.8, 1000.0, 0.84198082216242856),
+        (0.8, 1e8, 0.84162123716732344),
+        (0.995, 1.0, 63.656741162871581),
+        (0.995, 3.0, 5.8409093097333573),
+        (0.995, 30.0, 2.7499956535672253),
+        (0.995, 201.0, 2.6005099190831938),
+        (0.995, 1e4, 2.5763210466685289),
+        (0.025, 4.0, -2.7764451051977944),
+        (0.025, 1e4, -1.9602012398906263),
+    ];
+    for &(p, df, want) in table {
+        let got = stats::t_quantile(p, df).unwrap();
+        assert!(close(got, want, 1e-10), "t({p}, {df}) = {got}, want {want}");
+    }
+    // The normal limit: z(0.975) = 1.959963984540054, z(0.8) = 0.8416212335729142.
+    for df in [1e14, 1e20, 1e300, f64::MAX] {
+        let z = stats::t_quantile(0.975, df).unwrap();
+        assert!(close(z, 1.9599639845400542, 1e-12), "df {df}: {z}");
+        let z = stats::t_quantile(0.8, df).unwrap();
+        assert!(close(z, 0.8416212335729142, 1e-12), "df {df}: {z}");
+    }
+}
+
+/// Two-sided tails against mpmath, on both sides of `TAIL_EXPANSION_DF`, and in the normal limit
+/// (erfc(√2) = 0.0455002638963584 for |T| ≥ 2), where statrs said 0.14 at df 1e15 and 1 from 1e20.
+#[test]
+// The references are kept as mpmath printed them (17 digits), so they can be checked.
+#[allow(clippy::excessive_precision)]
+fn t_tails_match_mpmath_and_reach_the_normal_limit() {
+    #[rustfmt::skip]
+    let table: &[(f64, f64, f64)] = &[
+        (2.0, 1e3, 0.04577034649325164),
+        (4.0, 1e3, 6.8009919208781578e-5),
+        (2.0, 1e6, 0.045500533851319208),
+        (2.0, 1e7, 0.045500290891842953),
+        (4.0, 1e7, 6.3342938690168756e-5),
+        (2.0, 1e8, 0.045500266595906753),
+        (4.0, 1e8, 6.3342529168528216e-5),
+        (2.0, 1e20, 0.045500263896358414),
+        (2.0, f64::MAX, 0.045500263896358414),
+        (-2.0, 1e20, 0.045500263896358414),
+    ];
+    for &(t, df, want) in table {
+        let got = stats::t_two_sided_p(t, df).unwrap();
+        assert!(
+            close(got, want, 1e-9),
+            "p(|T| ≥ {t}, {df}) = {got}, want {want}"
+        );
+    }
+    // Far in the tail φ(t) is 0 and t³ overflows: no NaN.
+    assert_eq!(stats::t_two_sided_p(1e200, 1e20).unwrap(), 0.0);
+    assert_eq!(stats::t_two_sided_p(f64::INFINITY, 1e20).unwrap(), 0.0);
+}
+
+/// Degrees of freedom and probabilities outside their domain are errors, not a hang or a NaN
+/// that `min(1.0)` turned into "p = 1" (issue 17).
+#[test]
+fn t_functions_refuse_inputs_outside_their_domain() {
+    use stats::StatsError;
+    for df in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let q = stats::t_quantile(0.975, df);
+        assert!(
+            matches!(q, Err(StatsError::DegreesOfFreedom { .. })),
+            "df {df}: {q:?}"
+        );
+        let p = stats::t_two_sided_p(2.0, df);
+        assert!(
+            matches!(p, Err(StatsError::DegreesOfFreedom { .. })),
+            "df {df}: {p:?}"
+        );
+    }
+    for p in [0.0, 1.0, -0.5, 1.5, f64::NAN] {
+        let q = stats::t_quantile(p, 5.0);
+        assert!(
+            matches!(q, Err(StatsError::Probability { .. })),
+            "p {p}: {q:?}"
+        );
+    }
+    let err = stats::t_two_sided_p(f64::NAN, 5.0).unwrap_err();
+    assert_eq!(err.to_string(), "the t statistic is NaN: must be finite");
+    // An infinite statistic is a certain difference, not an error.
+    assert_eq!(stats::t_two_sided_p(f64::INFINITY, 5.0).unwrap(), 0.0);
+    assert_eq!(stats::t_two_sided_p(0.0, 5.0).unwrap(), 1.0);
+}
+
 #[test]
 fn student_t_quantiles_and_tails_match_scipy() {
     assert!(close(
-        stats::t_quantile(0.975, 4.0),
+        stats::t_quantile(0.975, 4.0).unwrap(),
         2.7764451051977934,
         1e-9
     ));
     assert!(close(
-        stats::t_quantile(0.975, 10.5),
+        stats::t_quantile(0.975, 10.5).unwrap(),
         2.2138402929187886,
         1e-9
     ));
     assert!(close(
-        stats::t_two_sided_p(2.5, 7.0),
+        stats::t_two_sided_p(2.5, 7.0).unwrap(),
         0.04099221858575289,
         1e-9
     ));
     assert!(close(
-        stats::t_two_sided_p(-2.5, 7.0),
+        stats::t_two_sided_p(-2.5, 7.0).unwrap(),
         0.04099221858575289,
         1e-9
     ));
@@ -144,7 +302,7 @@ fn abba_overhead_matches_reference() {
         .iter()
         .map(|r| (vec![100.0, 100.0], vec![100.0 * r.exp(), 100.0 * r.exp()]))
         .collect();
-    let o = stats::abba_overhead(&blocks).unwrap();
+    let o = stats::abba_overhead(&blocks).unwrap().unwrap();
     assert_eq!(o.blocks, 4);
     assert!(close(o.overhead, 0.03561970879962326, 1e-9));
     let (lo, hi) = o.ci.unwrap();
@@ -152,7 +310,7 @@ fn abba_overhead_matches_reference() {
     assert!(close(hi, 0.057114051885978616, 1e-6), "{hi}");
     // scipy.stats.ttest_1samp([0.02, 0.05, 0.03, 0.04], 0).pvalue
     assert!(close(o.p.unwrap(), 0.012307551821486276, 1e-6), "{:?}", o.p);
-    let one = stats::abba_overhead(&blocks[..1]).unwrap();
+    let one = stats::abba_overhead(&blocks[..1]).unwrap().unwrap();
     assert!(
         one.ci.is_none() && one.p.is_none(),
         "one block has no interval"
@@ -205,7 +363,7 @@ fn paired_t_on_log_ratios_matches_the_textbook() {
         .iter()
         .map(|x| (1000.0, 1000.0 * (0.1 * x).exp()))
         .collect();
-    let c = stats::paired_log(&pairs).unwrap();
+    let c = stats::paired_log(&pairs).unwrap().unwrap();
     assert_eq!(c.df, 9.0);
     assert!(close(c.change, (-0.158f64).exp_m1(), 1e-12), "{}", c.change);
     assert!(close(c.ci.0, (-0.24598858f64).exp_m1(), 1e-7), "{:?}", c.ci);
@@ -219,12 +377,14 @@ fn paired_t_on_log_ratios_matches_the_textbook() {
 
 #[test]
 fn paired_t_needs_two_valid_pairs_and_is_exact_for_equal_ratios() {
-    assert!(stats::paired_log(&[(1.0, 2.0)]).is_none());
-    assert!(stats::paired_log(&[(1.0, 2.0), (0.0, 1.0)]).is_none());
-    assert!(stats::paired_log(&[(1.0, 2.0), (f64::NAN, 1.0)]).is_none());
-    let c = stats::paired_log(&[(100.0, 125.0), (100.0, 125.0), (100.0, 125.0)]).unwrap();
+    assert!(stats::paired_log(&[(1.0, 2.0)]).unwrap().is_none());
+    let c = stats::paired_log(&[(100.0, 125.0), (100.0, 125.0), (100.0, 125.0)])
+        .unwrap()
+        .unwrap();
     assert!(close(c.change, 0.25, 1e-12) && c.ci == (c.change, c.change) && c.p == 0.0);
-    let c = stats::paired_log(&[(100.0, 100.0), (80.0, 80.0)]).unwrap();
+    let c = stats::paired_log(&[(100.0, 100.0), (80.0, 80.0)])
+        .unwrap()
+        .unwrap();
     assert_eq!((c.change, c.p), (0.0, 1.0));
 }
 

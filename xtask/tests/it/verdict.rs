@@ -58,7 +58,7 @@ fn regression_verdicts_follow_the_rules() {
     ];
     for (base, head, want, why) in cases {
         let (b, h) = pair(base, head);
-        let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+        let c = verdict::regression(&p, &b, &h, "2026-11-20", true).unwrap();
         assert_eq!(row(&c, "g/x").verdict, *want, "{why}: {:?}", row(&c, "g/x"));
     }
 }
@@ -66,7 +66,7 @@ fn regression_verdicts_follow_the_rules() {
 #[test]
 fn one_replicate_per_side_is_at_most_warn_and_marked() {
     let (b, h) = pair(&[100.0], &[150.0]);
-    let c = verdict::regression(&policy(), &b, &h, "2026-11-20", true);
+    let c = verdict::regression(&policy(), &b, &h, "2026-11-20", true).unwrap();
     let r = row(&c, "g/x");
     assert_eq!(r.verdict, Verdict::Warn);
     assert!(r.unreplicated && r.q.is_none());
@@ -82,7 +82,11 @@ fn throughput_benches_fail_on_their_own_line() {
         r.benches.get_mut("g/x").unwrap().throughput = Some(Throughput::Elements(100));
     }
     assert_eq!(
-        row(&verdict::regression(&p, &b, &h, "2026-11-20", true), "g/x").verdict,
+        row(
+            &verdict::regression(&p, &b, &h, "2026-11-20", true).unwrap(),
+            "g/x"
+        )
+        .verdict,
         Verdict::Fail
     );
 }
@@ -91,7 +95,7 @@ fn throughput_benches_fail_on_their_own_line() {
 fn another_machine_is_information_only_and_strict_env_refuses() {
     let (b, mut h) = pair(&[100.0, 101.0, 99.0], &[130.0, 131.0, 129.5]);
     h.environment = fixtures::environment("Another CPU");
-    let j = verdict::judge(&policy(), &h, Some(&b), "2026-11-20");
+    let j = verdict::judge(&policy(), &h, Some(&b), "2026-11-20").unwrap();
     let c = j.regression.as_ref().unwrap();
     assert!(!c.same_machine);
     assert_eq!(
@@ -113,7 +117,7 @@ fn waived_benches_are_shown_but_do_not_fail() {
         + "\n[[waiver]]\nbench = \"g/x\"\nreason = \"accepted\"\nlink = \"https://example.invalid/2\"\nexpires = \"2026-12-31\"\n";
     let p = Policy::parse(std::path::Path::new("policy.toml"), &text).unwrap();
     let (b, h) = pair(&[100.0, 101.0, 99.0], &[130.0, 131.0, 129.5]);
-    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true).unwrap();
     assert_eq!(row(&c, "g/x").verdict, Verdict::Fail);
     assert!(
         row(&c, "g/x")
@@ -123,7 +127,7 @@ fn waived_benches_are_shown_but_do_not_fail() {
             .contains("accepted")
     );
     assert_eq!(c.status, Status::Pass);
-    let expired = verdict::regression(&p, &b, &h, "2027-01-01", true);
+    let expired = verdict::regression(&p, &b, &h, "2027-01-01", true).unwrap();
     assert_eq!(expired.status, Status::Fail, "an expired waiver is ignored");
 }
 
@@ -158,13 +162,13 @@ fn sla_verdicts() {
             &[1e6, 1e6, 1e6],
             Some(side(p95, p99)),
         );
-        let j = verdict::judge(&p, &h, None, "2026-11-20");
+        let j = verdict::judge(&p, &h, None, "2026-11-20").unwrap();
         let r = j.sla.iter().find(|r| r.bench == bench).unwrap();
         assert_eq!(r.verdict, want, "{bench} {p95} {p99}");
     }
     let mut h = empty_run("head", "standard");
     add(&mut h, "p2p_cli_commands/search", "plain", &[1e6], None);
-    let j = verdict::judge(&p, &h, None, "2026-11-20");
+    let j = verdict::judge(&p, &h, None, "2026-11-20").unwrap();
     let r = j
         .sla
         .iter()
@@ -183,7 +187,7 @@ fn an_sla_has_a_confidence_interval_over_its_processes() {
     let bench = "p2p_peer_reputation/reputation_calculation";
     let mut h = empty_run("head", "standard");
     add(&mut h, bench, "plain", &[1e6, 2e6, 4e6], None);
-    let j = verdict::judge(&p, &h, None, "2026-11-20");
+    let j = verdict::judge(&p, &h, None, "2026-11-20").unwrap();
     let r = j.sla.iter().find(|r| r.bench == bench).unwrap();
     // Logs at ln 2e6 ± ln 2: sd ln 2, se ln 2 / √3, t(0.975, 2) = 4.302653.
     let half = 4.302_653 * std::f64::consts::LN_2 / 3f64.sqrt();
@@ -193,7 +197,7 @@ fn an_sla_has_a_confidence_interval_over_its_processes() {
     assert_eq!(r.value, Some(2e6), "the verdict's figure stays the median");
     let mut one = empty_run("head", "standard");
     add(&mut one, bench, "plain", &[1e6], None);
-    let j = verdict::judge(&p, &one, None, "2026-11-20");
+    let j = verdict::judge(&p, &one, None, "2026-11-20").unwrap();
     let r = j.sla.iter().find(|r| r.bench == bench).unwrap();
     assert_eq!(r.ci, None, "one process: no interval");
 }
@@ -239,7 +243,7 @@ fn overhead_verdicts_against_budgets() {
         &[900.0, 910.0, 905.0],
         None,
     );
-    let j = verdict::judge(&p, &h, None, "2026-11-20");
+    let j = verdict::judge(&p, &h, None, "2026-11-20").unwrap();
     let o = &j.overhead;
     let get = |id: &str| o.rows.iter().find(|r| r.id == id).unwrap();
     assert_eq!(get("p2p_cli_commands/search").verdict, Verdict::Fail);
@@ -259,7 +263,10 @@ fn overhead_verdicts_against_budgets() {
     // At another sampler ratio the budgets do not apply.
     h.sample_ratio = 1.0;
     assert_eq!(
-        verdict::judge(&p, &h, None, "2026-11-20").overhead.status,
+        verdict::judge(&p, &h, None, "2026-11-20")
+            .unwrap()
+            .overhead
+            .status,
         Status::Info
     );
 }
@@ -274,7 +281,9 @@ fn an_overhead_fails_only_when_significant_across_the_family() {
     let hot = [0.04, 0.10, 0.13, 0.18];
     let mut alone = empty_run("head", "standard");
     blocks(&mut alone, "p2p_cli_commands/search", hot);
-    let o = verdict::judge(&policy(), &alone, None, "2026-11-20").overhead;
+    let o = verdict::judge(&policy(), &alone, None, "2026-11-20")
+        .unwrap()
+        .overhead;
     let row = &o.rows[0];
     let ov = row.overhead.unwrap();
     // scipy.stats.ttest_1samp([0.04, 0.10, 0.13, 0.18], 0): p = 0.031052818812268373.
@@ -297,7 +306,9 @@ fn an_overhead_fails_only_when_significant_across_the_family() {
         "p2p_cli_commands/publish",
         [0.03, -0.02, 0.01, -0.01],
     );
-    let o = verdict::judge(&policy(), &family, None, "2026-11-20").overhead;
+    let o = verdict::judge(&policy(), &family, None, "2026-11-20")
+        .unwrap()
+        .overhead;
     let get = |id: &str| o.rows.iter().find(|r| r.id == id).unwrap().verdict;
     assert_eq!(get("p2p_cli_commands/search"), Verdict::Warn);
     assert_eq!(get("p2p_cli_commands/install"), Verdict::Pass);
@@ -324,6 +335,7 @@ fn scaling_fails_only_above_the_expected_class() {
     let p = policy();
     let row = |exp: f64| {
         verdict::judge(&p, &scaling_run(exp), None, "2026-11-20")
+            .unwrap()
             .scaling
             .into_iter()
             .find(|r| r.series == "search_scaling")
@@ -346,6 +358,7 @@ fn scaling_fails_only_above_the_expected_class() {
         None,
     );
     let r = verdict::judge(&p, &h, None, "2026-11-20")
+        .unwrap()
         .scaling
         .into_iter()
         .find(|r| r.series == "search_scaling")
@@ -363,7 +376,7 @@ fn policy_ids_not_measured_are_rows() {
         &[1.0, 1.0, 1.0],
         None,
     );
-    let j = verdict::judge(&policy(), &h, None, "2026-11-20");
+    let j = verdict::judge(&policy(), &h, None, "2026-11-20").unwrap();
     let ids: Vec<&str> = j.not_measured.iter().map(|n| n.id.as_str()).collect();
     assert!(ids.contains(&"p2p_cli_commands/install"), "{ids:?}");
     assert!(!ids.contains(&"p2p_cli_commands/search"));
@@ -373,7 +386,7 @@ fn policy_ids_not_measured_are_rows() {
 fn quick_runs_gate_nothing() {
     let (b, mut h) = pair(&[100.0, 101.0, 99.0], &[130.0, 131.0, 129.5]);
     h.profile = "quick".to_owned();
-    let j = verdict::judge(&policy(), &h, Some(&b), "2026-11-20");
+    let j = verdict::judge(&policy(), &h, Some(&b), "2026-11-20").unwrap();
     assert!(!j.gated);
     assert_eq!(j.outcome(), Outcome::Pass);
 }
@@ -402,7 +415,7 @@ fn memory_scaling_and_kademlia_routing_from_side_data() {
             Some(s),
         );
     }
-    let j = verdict::judge(&policy(), &h, None, "2026-11-20");
+    let j = verdict::judge(&policy(), &h, None, "2026-11-20").unwrap();
     let mem = j
         .scaling
         .iter()
@@ -444,7 +457,7 @@ fn drifting(paired: bool) -> (xtask::run::RunFile, xtask::run::RunFile) {
 fn pairs_cancel_a_drifting_machine_that_welch_counts_as_noise() {
     let p = policy();
     let (b, h) = drifting(true);
-    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true).unwrap();
     let r = row(&c, "g/x");
     assert_eq!(r.test, verdict::Test::Paired { pairs: 6 });
     assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
@@ -453,7 +466,7 @@ fn pairs_cancel_a_drifting_machine_that_welch_counts_as_noise() {
 
     // The same numbers from runs not measured in pairs: Welch, and the drift swamps the change.
     let (b, h) = drifting(false);
-    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true).unwrap();
     let r = row(&c, "g/x");
     assert_eq!(r.test, verdict::Test::Welch);
     assert_eq!(r.verdict, Verdict::Noisy, "{r:?}");
@@ -476,7 +489,7 @@ fn incomplete_pairs_fall_back_to_welch() {
     {
         r.comparable = false;
     }
-    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true).unwrap();
     let r = row(&c, "g/x");
     assert_ne!(r.test, verdict::Test::Paired { pairs: 1 });
     assert!(
@@ -492,7 +505,7 @@ fn a_comparison_that_could_not_see_the_power_target_is_underpowered_not_unchange
     // No change, and a CI inside the warn line, but with a 4 % spread between processes 3 against
     // 3 cannot detect 10 %.
     let (b, h) = pair(&[100.0, 104.0, 96.0], &[100.0, 96.0, 104.0]);
-    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true).unwrap();
     let r = row(&c, "g/x");
     assert_eq!(r.verdict, Verdict::Underpowered, "{r:?}");
     assert!(r.stats.unwrap().mde > 0.10);
@@ -507,12 +520,37 @@ fn a_comparison_that_could_not_see_the_power_target_is_underpowered_not_unchange
     let (mut b, mut h) = (empty_run("base", "standard"), empty_run("head", "standard"));
     add(&mut b, id, "plain", &[100.0, 104.0, 96.0], None);
     add(&mut h, id, "plain", &[100.0, 96.0, 104.0], None);
-    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true).unwrap();
     assert_eq!(row(&c, id).verdict, Verdict::Underpowered);
     assert_eq!(c.status, Status::Inconclusive);
 
     // Tight enough: unchanged.
     let (b, h) = pair(&[100.0, 100.5, 99.5], &[100.2, 99.8, 100.1]);
-    let c = verdict::regression(&p, &b, &h, "2026-11-20", true);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true).unwrap();
     assert_eq!(row(&c, "g/x").verdict, Verdict::Unchanged);
+}
+
+/// A run file holding an estimate no bench writes (edited or corrupted: the reader refuses such
+/// values) is an error naming the runs, the bench and the estimate. Before issue 17 the
+/// comparison quietly had "no evidence" and the row read as an unreplicated warning.
+#[test]
+fn an_estimate_that_is_not_positive_is_an_error_naming_run_and_bench() {
+    let (b, mut h) = pair(&[100.0, 101.0, 99.0], &[100.5, 99.5, 100.2]);
+    h.benches
+        .get_mut("g/x")
+        .unwrap()
+        .variants
+        .get_mut("plain")
+        .unwrap()[1]
+        .estimate = -5.0;
+    let err = verdict::judge(&policy(), &h, Some(&b), "2026-11-20")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bench `g/x`")
+            && err.contains("`base` (base)")
+            && err.contains("`head` (head)")
+            && err.contains("head estimate 2 is -5"),
+        "{err}"
+    );
 }
