@@ -14,6 +14,7 @@
 pub mod build;
 pub mod callgrind;
 pub mod criterion;
+pub mod engine;
 pub mod error;
 pub mod layout;
 pub mod lock;

@@ -31,7 +31,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     let budget = Policy::load(&layout.policy())?.overhead.ci_budget_minutes;
     let profile = opts.profile.clone().or_else(|| Some("pr".to_owned()));
     let base_ref = match (&opts.base_ref, &opts.prebuilt) {
-        (Some(r), None) => Some(bench_all::merge_base(layout, r)?),
+        (Some(r), None) => Some(crate::engine::merge_base(layout, r)?),
         // Prebuilt executables stand for the base already.
         (r, _) => r.clone(),
     };

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::bench_all::{self, Runner, SidePasses};
+use crate::engine::{self, Runner, SidePasses};
 use crate::error::{self, Error, Result};
 use crate::layout::Layout;
 use crate::policy::Policy;
@@ -45,7 +45,7 @@ struct Limits {
 /// Only the critical `paths` are measured. `first` blocks are already in `run` (a resumed run).
 fn blocks(
     runner: &mut Runner,
-    plan: &bench_all::Plan,
+    plan: &engine::Plan,
     paths: &BTreeSet<String>,
     run: &mut RunFile,
     policy: &Policy,
@@ -202,13 +202,13 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     let policy = Policy::load(&layout.policy())?;
     let profile_name = opts.profile.clone().unwrap_or_else(|| "pr".to_owned());
     let profile = policy.profile(&profile_name)?.clone();
-    let sample_ratio = bench_all::sample_ratio(opts.sample_ratio, &policy)?;
+    let sample_ratio = engine::sample_ratio(opts.sample_ratio, &policy)?;
     let critical: BTreeSet<String> = policy.overhead.critical_paths.iter().cloned().collect();
     if opts.prebuilt.is_none() {
         // Both variants and the receiver (fresh when `ci`'s A/B run built them already).
         crate::build::expect_builds(3);
     }
-    let (plan, _) = bench_all::prepare(
+    let (plan, _) = engine::prepare(
         layout,
         &policy,
         opts.prebuilt.as_deref(),
@@ -227,9 +227,9 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             "check overhead.critical_paths in baselines/policy.toml and --filter",
         ));
     }
-    let environment = bench_all::environment(layout);
-    let scratch = bench_all::Scratch::choose();
-    let mut fresh = bench_all::new_run(
+    let environment = engine::environment(layout);
+    let scratch = engine::Scratch::choose();
+    let mut fresh = engine::new_run(
         layout,
         &profile_name,
         &profile,
@@ -259,7 +259,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
         }
     };
     let _machine = crate::lock::acquire("otel-overhead", opts.no_wait)?;
-    let receiver = bench_all::start_receiver(layout, opts.prebuilt.as_deref(), &plan)?;
+    let receiver = engine::start_receiver(layout, opts.prebuilt.as_deref(), &plan)?;
     let minutes = opts.max_minutes.unwrap_or(policy.overhead.time_cap_minutes);
     if !(minutes.is_finite() && minutes > 0.0) {
         return Err(Error::input(
@@ -290,7 +290,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
     // A run beside the overhead run (`<run>-<suffix>`), measured into its own Criterion trees.
     let (run_name, environment) = (run.name.clone(), run.environment.clone());
     let side_run = |suffix: &str, ratio: f64, git_ref: &str| {
-        let mut side = bench_all::new_run(
+        let mut side = engine::new_run(
             layout,
             &profile_name,
             &profile,
