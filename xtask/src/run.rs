@@ -269,6 +269,45 @@ pub fn side_data_file(id: &str) -> String {
 }
 
 impl RunFile {
+    /// A run with nothing measured yet: what it is (name, time, commit, machine, profile, variants
+    /// with their features, sampler ratio, commands); everything else empty.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        created: String,
+        git: Git,
+        environment: Environment,
+        profile: String,
+        variants: BTreeMap<String, Vec<String>>,
+        sample_ratio: f64,
+        commands: Vec<String>,
+    ) -> RunFile {
+        RunFile {
+            schema_version: SCHEMA_VERSION,
+            name,
+            created,
+            git,
+            environment,
+            profile,
+            variants,
+            sample_ratio,
+            commands,
+            benches: BTreeMap::new(),
+            against: None,
+            measurement_seconds: None,
+            executables: BTreeMap::new(),
+            paired_with: None,
+            guard: Vec::new(),
+            counting: None,
+            unmeasured: Default::default(),
+            shard: None,
+            host: None,
+            build_seconds: None,
+            process_seconds: BTreeMap::new(),
+            shards: Vec::new(),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<RunFile> {
         let help = "a run file is written by `cargo xtask bench-all`; re-record it";
         let text = error::read_to_string(path, help)?;

@@ -8,7 +8,7 @@ use xshell::cmd;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::policy::{Policy, Profile};
-use crate::run::{Environment, Git, RunFile, SCHEMA_VERSION};
+use crate::run::{Environment, Git, RunFile};
 use crate::verdict::PLAIN;
 
 use super::{
@@ -100,33 +100,21 @@ pub(crate) fn new_run(
         scratch.assignment(),
         profile.criterion_args.join(" ")
     ));
-    RunFile {
-        schema_version: SCHEMA_VERSION,
-        name: name.clone(),
-        created: stamp,
+    let mut run = RunFile::new(
+        name,
+        stamp,
         git,
         environment,
-        profile: profile_name.to_owned(),
-        variants: VARIANTS
+        profile_name.to_owned(),
+        VARIANTS
             .iter()
             .map(|(v, f)| (v.to_string(), f.iter().map(|s| s.to_string()).collect()))
             .collect(),
         sample_ratio,
         commands,
-        benches: BTreeMap::new(),
-        against,
-        measurement_seconds: None,
-        executables: BTreeMap::new(),
-        paired_with: None,
-        guard: Vec::new(),
-        counting: None,
-        unmeasured: Default::default(),
-        shard: None,
-        host: None,
-        build_seconds: None,
-        process_seconds: BTreeMap::new(),
-        shards: Vec::new(),
-    }
+    );
+    run.against = against;
+    run
 }
 
 /// Builds (or takes) both variants, checks that each executable is the variant it claims, lists

@@ -2,7 +2,7 @@
 //! rely on, each folded into its run file as it ends.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,20 @@ use crate::verdict::{OTEL, PLAIN};
 
 use super::{BASE_REF, Executable, HEAD_REF, Plan, exact_regex};
 use crate::build::tail;
+
+/// Sends a process's stdout and stderr to `dir/process.log`, beside its results and readable
+/// while it runs; returns the log's path.
+fn log_output(c: &mut Command, dir: &Path) -> Result<PathBuf> {
+    let log = dir.join("process.log");
+    let write_error = |source| Error::Write {
+        path: log.clone(),
+        source,
+    };
+    let file = std::fs::File::create(&log).map_err(write_error)?;
+    let file2 = file.try_clone().map_err(write_error)?;
+    c.stdout(file).stderr(file2);
+    Ok(log)
+}
 
 /// Runs a process to completion, killing it after `minutes`: a hung bench must not hang the gate.
 /// The child is waited for on a helper thread, so the timeout is a channel deadline, not polling.
@@ -294,17 +308,7 @@ impl Runner<'_> {
             c.env("OTEL_BSP_SCHEDULE_DELAY", "200")
                 .env("MARKET_OTEL_SAMPLE_RATIO", self.sample_ratio.to_string());
         }
-        // Output goes straight to a log beside the results, readable while the bench runs.
-        let log = dir.join("process.log");
-        let file = std::fs::File::create(&log).map_err(|source| Error::Write {
-            path: log.clone(),
-            source,
-        })?;
-        let file2 = file.try_clone().map_err(|source| Error::Write {
-            path: log.clone(),
-            source,
-        })?;
-        c.stdout(file).stderr(file2);
+        let log = log_output(&mut c, &dir)?;
         let what = || {
             format!(
                 "{} --bench … (replicate {}, {})",
@@ -449,16 +453,7 @@ impl Runner<'_> {
         if let Some(tmp) = &tmp {
             c.env("TMPDIR", tmp);
         }
-        let log = dir.join("process.log");
-        let file = std::fs::File::create(&log).map_err(|source| Error::Write {
-            path: log.clone(),
-            source,
-        })?;
-        let file2 = file.try_clone().map_err(|source| Error::Write {
-            path: log.clone(),
-            source,
-        })?;
-        c.stdout(file).stderr(file2);
+        let log = log_output(&mut c, &dir)?;
         let what = || {
             format!(
                 "valgrind --tool=callgrind {} (replicate {})",

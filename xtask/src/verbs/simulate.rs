@@ -104,15 +104,14 @@ fn process(rng: &mut XorShift64, cfg: &SimConfig, true_ns: f64, replicate: u32) 
 }
 
 fn empty_run(name: &str) -> RunFile {
-    RunFile {
-        schema_version: crate::run::SCHEMA_VERSION,
-        name: name.to_owned(),
-        created: String::new(),
-        git: Git {
+    RunFile::new(
+        name.to_owned(),
+        String::new(),
+        Git {
             commit: None,
             dirty: false,
         },
-        environment: Environment {
+        Environment {
             cpu_model: "simulated".into(),
             cores: 1,
             os: "sim".into(),
@@ -120,24 +119,11 @@ fn empty_run(name: &str) -> RunFile {
             rustc: "sim".into(),
             criterion: "0.8.2".into(),
         },
-        profile: "standard".to_owned(),
-        variants: BTreeMap::from([(verdict::PLAIN.to_owned(), Vec::new())]),
-        sample_ratio: 0.1,
-        commands: Vec::new(),
-        benches: BTreeMap::new(),
-        against: None,
-        measurement_seconds: None,
-        executables: BTreeMap::new(),
-        paired_with: None,
-        guard: Vec::new(),
-        counting: None,
-        unmeasured: Default::default(),
-        shard: None,
-        host: None,
-        build_seconds: None,
-        process_seconds: BTreeMap::new(),
-        shards: Vec::new(),
-    }
+        "standard".to_owned(),
+        BTreeMap::from([(verdict::PLAIN.to_owned(), Vec::new())]),
+        0.1,
+        Vec::new(),
+    )
 }
 
 fn add(run: &mut RunFile, id: &str, r: Replicate) {

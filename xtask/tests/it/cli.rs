@@ -602,17 +602,23 @@ fn otel_overhead_runs_abba_blocks_until_the_ci_is_tight() {
     );
 }
 
-/// `ci --base-ref main` with a prebuilt fake base whose benches take `base_ns`.
-fn ci_against_fake_base(ws: &Path, base_ns: f64) -> Output {
-    let pre = ws.join("prebuilt");
-    std::fs::create_dir_all(pre.join("base/plain")).unwrap();
+/// A prebuilt fake base (`prebuilt/base/plain/fake_bench`) whose benches take `base_ns`.
+pub(crate) fn fake_base(ws: &Path, base_ns: f64) {
+    let dir = ws.join("prebuilt/base/plain");
+    std::fs::create_dir_all(&dir).unwrap();
     fake_bench(
-        &pre.join("base/plain/fake_bench"),
+        &dir.join("fake_bench"),
         "plain",
         &["fake/op", "fake/other"],
         base_ns,
         true,
     );
+}
+
+/// `ci --base-ref main` with a prebuilt fake base whose benches take `base_ns`.
+fn ci_against_fake_base(ws: &Path, base_ns: f64) -> Output {
+    let pre = ws.join("prebuilt");
+    fake_base(ws, base_ns);
     xtask(
         ws,
         &[

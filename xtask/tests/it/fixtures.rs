@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use xtask::criterion::Measurement;
-use xtask::run::{Environment, Git, RunFile, SCHEMA_VERSION};
+use xtask::run::{Environment, Git, RunFile};
 
 pub fn committed_policy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../baselines/policy.toml")
@@ -82,36 +82,22 @@ pub fn environment(cpu: &str) -> Environment {
 }
 
 pub fn empty_run(name: &str, profile: &str) -> RunFile {
-    RunFile {
-        schema_version: SCHEMA_VERSION,
-        name: name.to_owned(),
-        created: "2026-11-20T12:00:00Z".to_owned(),
-        git: Git {
+    RunFile::new(
+        name.to_owned(),
+        "2026-11-20T12:00:00Z".to_owned(),
+        Git {
             commit: Some("0123456789abcdef0123456789abcdef01234567".to_owned()),
             dirty: false,
         },
-        environment: environment("Test CPU @ 3.0GHz"),
-        profile: profile.to_owned(),
-        variants: BTreeMap::from([
+        environment("Test CPU @ 3.0GHz"),
+        profile.to_owned(),
+        BTreeMap::from([
             ("otel".to_owned(), vec!["otel".to_owned()]),
             ("plain".to_owned(), vec![]),
         ]),
-        sample_ratio: 0.1,
-        commands: vec!["cargo xtask bench-all".to_owned()],
-        benches: BTreeMap::new(),
-        against: None,
-        measurement_seconds: None,
-        executables: BTreeMap::new(),
-        paired_with: None,
-        guard: Vec::new(),
-        counting: None,
-        unmeasured: Default::default(),
-        shard: None,
-        host: None,
-        build_seconds: None,
-        process_seconds: BTreeMap::new(),
-        shards: Vec::new(),
-    }
+        0.1,
+        vec!["cargo xtask bench-all".to_owned()],
+    )
 }
 
 /// Adds replicates of `id` in `variant` with the given per-iteration estimates: each replicate is

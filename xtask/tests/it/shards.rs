@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::cli::{code, fake_bench, fake_workspace, git, stderr, xtask_with_env};
+use crate::cli::{code, fake_base, fake_workspace, git, stderr, xtask_with_env};
 
 /// A fake workspace on branch `feature`, one commit after `main`, with a prebuilt fake base
 /// whose benches take `base_ns` (the head's take 1000 ns).
@@ -15,15 +15,7 @@ fn workspace_with_base(base_ns: f64) -> tempfile::TempDir {
     git(&["commit", "-q", "--allow-empty", "-m", "base"]);
     git(&["checkout", "-q", "-b", "feature"]);
     git(&["commit", "-q", "--allow-empty", "-m", "head"]);
-    let pre = ws.path().join("prebuilt");
-    std::fs::create_dir_all(pre.join("base/plain")).unwrap();
-    fake_bench(
-        &pre.join("base/plain/fake_bench"),
-        "plain",
-        &["fake/op", "fake/other"],
-        base_ns,
-        true,
-    );
+    fake_base(ws.path(), base_ns);
     ws
 }
 
