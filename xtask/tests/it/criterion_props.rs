@@ -2,7 +2,8 @@
 //! or mutated from what Criterion writes, `read_home` never panics, and it either reads benches
 //! whose estimates are usable (finite, positive, unique ids) or returns an error naming a path
 //! inside the tree. `PROPTEST_CASES` sets the number of cases (256 by default); failing inputs
-//! are kept under `proptest-regressions/` and replayed first.
+//! are kept in `xtask/tests/proptest-regressions/criterion_props.txt` (commit it) and replayed
+//! first.
 
 use std::path::Path;
 
