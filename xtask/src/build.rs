@@ -494,13 +494,22 @@ fn create_dir(dir: &Path) -> Result<()> {
     })
 }
 
+/// Copies an executable into place through a temporary file and a rename: the file at `to` may
+/// be running (another xtask's receiver or bench process), and writing into a running executable
+/// fails ("Text file busy") where replacing its directory entry does not.
 fn copy(from: &Path, to: &Path) -> Result<()> {
-    std::fs::copy(from, to)
-        .map(|_| ())
-        .map_err(|source| Error::Write {
-            path: to.to_owned(),
-            source,
-        })
+    let write_error = |source| Error::Write {
+        path: to.to_owned(),
+        source,
+    };
+    let mut tmp = to.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::copy(from, &tmp).map_err(write_error)?;
+    std::fs::rename(&tmp, to).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        write_error(e)
+    })
 }
 
 /// `RUSTC_WORKSPACE_WRAPPER` mode: cargo calls `xtask RUSTC ARGS…` for each workspace crate.
