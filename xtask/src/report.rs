@@ -768,9 +768,9 @@ pub fn recommendations(j: &Judgement) -> Vec<String> {
         for row in r
             .rows
             .iter()
-            .filter(|r| r.verdict == Verdict::Fail && r.waived.is_none())
+            .filter(|r| r.verdict == Verdict::Fail && r.waived.is_none() && r.gating)
         {
-            out.push(format!("`{}` ({}) regressed {}: profile it against `{}` (`cargo bench -p market-benches -- '{}'` with a profiler), or waive it in baselines/policy.toml with a reason, link and expiry.", row.id, row.variant, row.change.map_or("?".to_owned(), pct), r.base, row.id));
+            out.push(format!("`{}` ({}) regressed {} in {}: profile it against `{}` (`cargo bench -p market-benches -- '{}'` with a profiler), or waive it in baselines/policy.toml with a reason, link and expiry.", row.id, row.variant, row.change.map_or("?".to_owned(), pct), row.metric.name(), r.base, row.id));
         }
         let noisy = r
             .rows

@@ -100,10 +100,15 @@ pub fn summary(j: &Judgement, style: Style) -> String {
 
     let mut failed = new(style, &["failed", "what", "figure"], &[]);
     if let Some(r) = &j.regression {
-        for row in r.rows.iter().filter(|r| r.verdict == Verdict::Fail) {
+        // Only the rows that gate: a metric shown for information fails nothing.
+        for row in r
+            .rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::Fail && r.gating)
+        {
             failed.add_row(vec![
                 "regression".to_owned(),
-                format!("{} ({})", row.id, row.variant),
+                format!("{} ({}, {})", row.id, row.variant, row.metric.name()),
                 format!(
                     "{} {}",
                     row.change.map_or("?".to_owned(), pct),

@@ -998,6 +998,14 @@ pub fn overhead(
         rows.iter().map(|r| &r.verdict).chain([&average_verdict]),
         gated && production,
     );
+    // Noisy rows alone (CIs spanning both no cost and the budget) are a question the data could not
+    // answer: inconclusive, never a warning of a cost it has not shown.
+    let shown = |v: &Verdict| matches!(v, Verdict::Warn | Verdict::NearViolation);
+    if status == Status::Warn
+        && !rows.iter().map(|r| &r.verdict).chain([&average_verdict]).any(shown)
+    {
+        status = Status::Inconclusive;
+    }
     if rows.is_empty() {
         status = Status::Skipped;
     }

@@ -57,6 +57,8 @@ impl Plan {
         self.by_name
             .values()
             .flat_map(|m| m.values())
+            // Executables with nothing selected start no process (the runner skips them).
+            .filter(|(_, ids)| !ids.is_empty())
             .filter(|(_, ids)| only.is_none_or(|o| ids.iter().any(|i| o.contains(i))))
             .count()
     }

@@ -182,11 +182,17 @@ impl SuiteClock {
     }
 
     /// Sets the processes still to run (`replicates` of every suite of each plan, by side).
-    pub(crate) fn plan(&mut self, plans: &[(&str, &Plan)], replicates: u32) {
+    /// With `only`, the processes of a re-measuring round: the suites that measure one of those ids.
+    pub(crate) fn plan(
+        &mut self,
+        plans: &[(&str, &Plan)],
+        replicates: u32,
+        only: Option<&BTreeSet<String>>,
+    ) {
         let mut sum = 0.0;
         for (side, plan) in plans {
             for (exe, ids) in plan.by_name.values().flat_map(|m| m.values()) {
-                if ids.is_empty() {
+                if ids.is_empty() || only.is_some_and(|o| !ids.iter().any(|i| o.contains(i))) {
                     continue;
                 }
                 match self.prior.get(&Self::key(side, exe)) {

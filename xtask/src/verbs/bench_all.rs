@@ -33,6 +33,9 @@ pub struct Options {
     pub no_wait: bool,
     /// Measure only this shard's replicates and write a partial run for `cargo xtask merge`.
     pub shard: Option<Shard>,
+    /// The overhead instrument runs after this run (`ci`) and answers the overhead question with
+    /// its own blocks: this run's overhead check is then shown for information only.
+    pub overhead_by_instrument: bool,
 }
 
 pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
@@ -204,12 +207,15 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         guard: policy.guard.as_ref().zip(plan.guard.clone()),
         clock,
     };
-    match ab.as_ref() {
-        Some((base_plan, _)) => runner
-            .clock
-            .plan(&[("head", &plan), ("base", base_plan)], replicates),
-        None => runner.clock.plan(&[("head", &plan)], replicates),
-    }
+    let replan = |runner: &mut Runner, ab: &Option<(Plan, RunFile)>, reps, only| match ab {
+        Some((base_plan, _)) => {
+            runner
+                .clock
+                .plan(&[("head", &plan), ("base", base_plan)], reps, only)
+        }
+        None => runner.clock.plan(&[("head", &plan)], reps, only),
+    };
+    replan(&mut runner, &ab, replicates, None);
     // Base and head processes of one suite run in pairs, B H H B …; within the head, variants
     // alternate P O O P ….
     let measure = |runner: &mut Runner,
@@ -261,6 +267,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         runner.total = runner.done
             + plan.processes(Some(&noisy))
             + ab.as_ref().map_or(0, |(p, _)| p.processes(Some(&noisy)));
+        replan(&mut runner, &ab, 1, Some(&noisy));
         measure(&mut runner, &mut run, &mut ab, number(reps), Some(&noisy))?;
         reps += 1;
         j = judge(&run, &ab)?;
@@ -276,6 +283,9 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         None => count_instructions(&mut runner, &policy, (&mut run, &plan), None)?,
     }
     let mut j = judge(&run, &ab)?;
+    if opts.overhead_by_instrument && j.overhead.status != verdict::Status::Skipped {
+        j.overhead.status = verdict::Status::Info;
+    }
     let measured = runner.started.elapsed().as_secs_f64();
     run.measurement_seconds = Some(measured);
     run.build_seconds = Some(build_seconds);

@@ -45,6 +45,8 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<Outcome> {
             prebuilt: opts.prebuilt.clone(),
             no_wait: opts.no_wait,
             shard: opts.shard,
+            // Unsharded, the overhead instrument below answers the overhead question.
+            overhead_by_instrument: opts.shard.is_none(),
             ..Default::default()
         },
     )?;
