@@ -141,10 +141,7 @@ fn profiles_are_listed_from_the_policy_and_a_typo_gets_a_suggestion() {
         err.contains("'standrad'") && err.contains("'standard'") && err.contains("possible values"),
         "{err}"
     );
-    assert!(
-        !ws.join("target").exists(),
-        "refused before anything ran"
-    );
+    assert!(!ws.join("target").exists(), "refused before anything ran");
 }
 
 #[test]
