@@ -29,9 +29,19 @@ pub enum PublishError {
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
-    Registry(#[from] DbError),
+    Registry(DbError),
     #[error("{id} is already published with identical contents")]
     AlreadyPublished { id: String },
+}
+
+impl From<DbError> for PublishError {
+    /// A refusal by the registry's rules stays an index error, wherever the registry lives.
+    fn from(e: DbError) -> PublishError {
+        match e {
+            DbError::Index(e) => PublishError::Index(e),
+            e => PublishError::Registry(e),
+        }
+    }
 }
 
 /// Publishes the package in `dir` into `home`'s registry, signed with `key`, stamped `now`
