@@ -9,8 +9,8 @@ use market_telemetry::metrics::Operation;
 use std::path::{Path, PathBuf};
 
 use crate::archive::{self, ArchiveError};
-use crate::home::Home;
 use crate::db::{DbError, RegistryDb};
+use crate::home::Home;
 use crate::index::IndexError;
 use crate::manifest::{Manifest, ManifestError};
 use crate::record::{ContentId, Release, Unsigned};

@@ -13,8 +13,8 @@ pub mod yank;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use market_core::home::Home;
 use market_core::db::RegistryDb;
+use market_core::home::Home;
 use market_telemetry::metrics::{Gauge, names};
 
 /// Flags every verb that touches local state shares.
@@ -34,7 +34,8 @@ impl HomeArgs {
 /// Opens the registry store of `home` (created when missing). A home with the old JSON index is
 /// converted on this first open, and the user is told so on stderr.
 pub fn open_registry(home: &Home) -> anyhow::Result<RegistryDb> {
-    let _span = tracing::info_span!("registry_open", path = %home.registry_dir().display()).entered();
+    let _span =
+        tracing::info_span!("registry_open", path = %home.registry_dir().display()).entered();
     let db = RegistryDb::open(home)
         .with_context(|| format!("opening the registry of {}", home.root().display()))?;
     static KNOWN: Gauge = Gauge::new(names::PACKAGES_KNOWN);

@@ -4,8 +4,8 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use market_core::home::Home;
 use market_core::db::RegistryDb;
+use market_core::home::Home;
 use market_core::index::Inserted;
 use market_core::record::{ContentId, Release};
 use market_core::store::Store;

@@ -98,7 +98,10 @@ impl Args {
 
 /// Why nothing matched: the query and filters in words, and, when there were filters, whether the
 /// query alone matches and which filters leave nothing of it.
-fn explain_empty(args: &Args, total: &dyn Fn(Query) -> anyhow::Result<usize>) -> anyhow::Result<String> {
+fn explain_empty(
+    args: &Args,
+    total: &dyn Fn(Query) -> anyhow::Result<usize>,
+) -> anyhow::Result<String> {
     let filters = args.filters();
     let names: Vec<String> = filters.iter().map(Filter::to_string).collect();
     let mut out = if args.query.is_empty() {
@@ -168,9 +171,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn search(args: &Args, span: &tracing::Span) -> anyhow::Result<()> {
     let home = args.home.home();
     let mut registry = super::open_registry(&home)?;
-    let note =
-        args.net
-            .merge_remote_search(&home, &args.query, args.limit + args.offset, &mut registry)?;
+    let note = args.net.merge_remote_search(
+        &home,
+        &args.query,
+        args.limit + args.offset,
+        &mut registry,
+    )?;
     let mut query = Query::new(args.query.clone())
         .sort(args.sort)
         .limit(args.limit)

@@ -120,7 +120,13 @@ fn a_killed_publish_leaves_the_registry_whole() {
     let mut killed = 0;
     for i in 0..24u64 {
         let version = format!("0.1.{i}");
-        let dir = package(src.path(), "crashy", &version, "killed while publishing", &[]);
+        let dir = package(
+            src.path(),
+            "crashy",
+            &version,
+            "killed while publishing",
+            &[],
+        );
         let mut child = m
             .cmd()
             .args(["publish", dir.to_str().unwrap()])
@@ -190,7 +196,11 @@ fn an_old_home_is_converted_once_on_first_use() {
         .unwrap()
         .load_all()
         .unwrap();
-    assert_eq!(after.to_vec(), before.to_vec(), "the conversion changed the registry");
+    assert_eq!(
+        after.to_vec(),
+        before.to_vec(),
+        "the conversion changed the registry"
+    );
     let out = m.ok(&["install", "cli-parser-crossterm"]);
     assert!(out.contains("installed cli-parser-crossterm@"), "{out}");
 }

@@ -83,7 +83,9 @@ fn updates_keep_registry_and_search_in_step() {
     forged.size += 1;
     assert!(matches!(
         db.insert(forged),
-        Err(market_core::db::DbError::Index(IndexError::Trust(_) | IndexError::Conflict { .. }))
+        Err(market_core::db::DbError::Index(
+            IndexError::Trust(_) | IndexError::Conflict { .. }
+        ))
     ));
 
     // Yank every version: the package leaves the search index; unyank one: it is back.
@@ -95,7 +97,13 @@ fn updates_keep_registry_and_search_in_step() {
     let q = Query::new(name.replace('-', " "));
     let mem = SearchIndex::from_registry(&mem_reg);
     assert_eq!(names(&db.search(&q).unwrap()), names(&mem.search(&q)));
-    assert!(!db.search(&q).unwrap().hits.iter().any(|h| h.doc.name == name));
+    assert!(
+        !db.search(&q)
+            .unwrap()
+            .hits
+            .iter()
+            .any(|h| h.doc.name == name)
+    );
     db.unyank(name, &first.version).unwrap();
     mem_reg.unyank(name, &first.version).unwrap();
     let mem = SearchIndex::from_registry(&mem_reg);
