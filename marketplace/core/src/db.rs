@@ -596,7 +596,6 @@ impl RegistryDb {
         let mut w = Writer::new(&tx, &path)?;
         let changed = w.update_version(name, version, change)?;
         w.flush_stats()?;
-        drop(w);
         tx.commit()
             .map_err(|source| DbError::Sql { path, source })?;
         Ok(changed)
