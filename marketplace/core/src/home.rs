@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! $MARKET_HOME/
-//!   registry/index.json     the registry index (every package, every version)
+//!   registry/registry.db    the registry store (every package, every version, the search index)
+//!   registry/index.json     the JSON-lines index of older versions, converted on first use
 //!   store/<content id>      archives, content-addressed (the warm cache tier)
 //!   packages/<name>/        installed packages, moved into place atomically
 //!   keys/publisher.key      this user's ed25519 publisher key (hex seed, mode 0600)

@@ -127,7 +127,7 @@ fn is_zero(n: &u64) -> bool {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DiskEntry {
+pub(crate) struct DiskEntry {
     version: semver::Version,
     checksum: ContentId,
     size: u64,
@@ -202,7 +202,7 @@ fn hex_array<'de, D: serde::Deserializer<'de>, const N: usize>(d: D) -> Result<[
 }
 
 impl DiskEntry {
-    fn into_entry(self, name: &str) -> Entry {
+    pub(crate) fn into_entry(self, name: &str) -> Entry {
         Entry {
             release: Release {
                 name: name.to_owned(),
@@ -231,7 +231,7 @@ impl DiskEntry {
 
 /// The serialising twin of [`DiskEntry`], borrowing from an [`Entry`].
 #[derive(Serialize)]
-struct DiskEntryRef<'a> {
+pub(crate) struct DiskEntryRef<'a> {
     version: &'a semver::Version,
     checksum: &'a ContentId,
     size: u64,
@@ -261,7 +261,7 @@ struct DiskEntryRef<'a> {
 }
 
 impl<'a> DiskEntryRef<'a> {
-    fn of(e: &'a Entry) -> DiskEntryRef<'a> {
+    pub(crate) fn of(e: &'a Entry) -> DiskEntryRef<'a> {
         let r = &e.release;
         DiskEntryRef {
             version: &r.version,
@@ -442,6 +442,23 @@ impl Registry {
             out.push(b'\n');
         }
         out
+    }
+
+    /// A registry assembled from rows the persistent store ([`crate::db`]) read: entries were
+    /// verified when they were inserted there, as a loaded file's are.
+    pub(crate) fn from_parts(
+        packages: BTreeMap<String, Vec<Entry>>,
+        trust: TrustBook,
+        rotations: Vec<Rotation>,
+    ) -> Registry {
+        let versions_total = packages.values().map(Vec::len).sum();
+        Registry {
+            path: None,
+            packages,
+            trust,
+            rotations,
+            versions_total,
+        }
     }
 
     /// The file this registry was loaded from, if any.

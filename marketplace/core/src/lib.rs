@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod cache;
+pub mod db;
 pub mod fsutil;
 pub mod home;
 pub mod index;

@@ -9,8 +9,9 @@ use market_telemetry::metrics::Operation;
 use std::path::{Path, PathBuf};
 
 use crate::archive::{self, ArchiveError};
+use crate::db::{DbError, RegistryDb};
 use crate::home::Home;
-use crate::index::{IndexError, Registry};
+use crate::index::IndexError;
 use crate::manifest::{Manifest, ManifestError};
 use crate::record::{ContentId, Release, Unsigned};
 use crate::sign::SigningKey;
@@ -27,8 +28,20 @@ pub enum PublishError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error(transparent)]
+    Registry(DbError),
     #[error("{id} is already published with identical contents")]
     AlreadyPublished { id: String },
+}
+
+impl From<DbError> for PublishError {
+    /// A refusal by the registry's rules stays an index error, wherever the registry lives.
+    fn from(e: DbError) -> PublishError {
+        match e {
+            DbError::Index(e) => PublishError::Index(e),
+            e => PublishError::Registry(e),
+        }
+    }
 }
 
 /// Publishes the package in `dir` into `home`'s registry, signed with `key`, stamped `now`
@@ -66,11 +79,11 @@ fn publish_inner(
     span.record("name", manifest.name.as_str());
     span.record("version", tracing::field::display(&manifest.version));
 
-    let mut registry = Registry::load(&home.index_path())?;
+    let mut registry = RegistryDb::open(home)?;
     // Refuse early, before packing and storing, when the version exists or the name belongs to
-    // someone else; insert() checks again with the signed release.
-    if let Some(owner) = registry.trust().owner(&manifest.name)
-        && *owner != key.public()
+    // someone else; insert() checks again with the signed release, inside its transaction.
+    if let Some(owner) = registry.owner(&manifest.name)?
+        && owner != key.public()
     {
         return Err(IndexError::Trust(TrustError::NotOwner {
             release: manifest.id(),
@@ -89,14 +102,17 @@ fn publish_inner(
     let checksum = ContentId::of(&bytes);
     let release = unsigned(&manifest, checksum, bytes.len() as u64, now).sign(key);
 
-    if let Some(existing) = registry.entry(&release.name, &release.version)
+    if let Some(existing) = registry.entry(&release.name, &release.version)?
         && existing.release.checksum == release.checksum
     {
         return Err(PublishError::AlreadyPublished { id: release.id() });
     }
     Store::of(home).put(&bytes)?;
-    registry.insert(release.clone())?;
-    registry.save()?;
+    // One transaction: the version, its owner and its search postings commit together.
+    if registry.insert(release.clone())? == crate::index::Inserted::AlreadyPresent {
+        // Another process published the identical release between the check above and here.
+        return Err(PublishError::AlreadyPublished { id: release.id() });
+    }
     tracing::info!(id = %release.id(), checksum = %release.checksum, "published");
     Ok(release)
 }

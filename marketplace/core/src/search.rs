@@ -98,7 +98,8 @@ const NAME: usize = 0;
 const KEYWORDS: usize = 1;
 const TAGS: usize = 2;
 const DESCRIPTION: usize = 3;
-const FIELDS: usize = 4;
+/// Number of indexed fields: name, keywords, tags, description.
+pub const FIELDS: usize = 4;
 
 /// Field weights of BM25F, in the order name, keywords, tags, description.
 pub const FIELD_WEIGHTS: [f32; FIELDS] = [6.0, 3.0, 2.5, 1.0];
@@ -244,7 +245,7 @@ pub struct Filters {
 }
 
 impl Filters {
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.tags.is_empty()
             && self.category.is_none()
             && self.author.is_none()
@@ -476,9 +477,194 @@ pub struct SearchIndex {
     facets: FastMap<FacetKey, Vec<(f32, DocId)>>,
     len_sums: [u64; FIELDS],
     live: usize,
+    /// Set on a candidate index built by the persistent store ([`SearchIndex::for_candidates`]):
+    /// the catalogue's statistics and the query's expansions, so the few documents loaded are
+    /// ranked exactly as the whole catalogue would rank them.
+    global: Option<Box<Global>>,
     queries: AtomicU64,
     truncated: AtomicU64,
     relaxed: AtomicU64,
+}
+
+/// Catalogue-wide BM25 statistics, kept by the persistent store.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CatalogueStats {
+    /// Indexed documents (packages with a version that is not yanked).
+    pub docs: u64,
+    /// Sum of each field's token count over the documents.
+    pub len_sums: [u64; FIELDS],
+}
+
+impl CatalogueStats {
+    pub(crate) fn avg_len(&self, field: usize) -> f32 {
+        if self.docs == 0 || self.len_sums[field] == 0 {
+            1.0
+        } else {
+            self.len_sums[field] as f32 / self.docs as f32
+        }
+    }
+
+    pub(crate) fn idf(&self, df: u64) -> f32 {
+        let (n, df) = (self.docs as f32, df as f32);
+        (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+    }
+
+    /// The impact key of a posting (`part · (1 + 0.5 · pop)`), as the in-memory index orders its
+    /// lists.
+    pub(crate) fn impact(&self, tf: &[u8; FIELDS], lens: &[u16; FIELDS], pop: f32) -> f32 {
+        let mut w = 0.0;
+        for f in 0..FIELDS {
+            if tf[f] > 0 {
+                let norm = 1.0 - BM25_B + BM25_B * f32::from(lens[f]) / self.avg_len(f);
+                w += FIELD_WEIGHTS[f] * f32::from(tf[f]) / norm;
+            }
+        }
+        w * (BM25_K1 + 1.0) / (w + BM25_K1) * (1.0 + POPULARITY_WEIGHT * pop)
+    }
+}
+
+/// One dictionary term a query word matches in the catalogue, with its match weight and
+/// document frequency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalExpansion {
+    pub term: String,
+    pub weight: f32,
+    pub df: u64,
+}
+
+/// What a candidate index needs from the catalogue (see [`SearchIndex::for_candidates`]).
+#[derive(Debug, Clone, Default)]
+pub struct Global {
+    pub stats: CatalogueStats,
+    /// Per (query word, matched as a prefix): the catalogue terms it matches.
+    pub expansions: HashMap<(String, bool), Vec<GlobalExpansion>>,
+}
+
+/// The words of a query text as [`SearchIndex::search`] uses them: tokenised, stopwords dropped
+/// unless the query has nothing else, at most [`MAX_QUERY_TERMS`].
+pub fn query_words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = tokenize(text);
+    if words.iter().any(|w| !is_stopword(w)) {
+        words.retain(|w| !is_stopword(w));
+    }
+    words.truncate(MAX_QUERY_TERMS);
+    words
+}
+
+/// The catalogue terms `word` matches, found through `lookup` (see "Matching" in the module
+/// docs): exactly, by prefix when `prefix`, and within the typo budget. `lookup` answers the
+/// dictionary questions: the exact term's frequency, the terms after `word` in order (up to
+/// [`MAX_PREFIX_SCAN`]), and the terms sharing a deletion hash.
+pub fn expand_with(
+    word: &str,
+    prefix: bool,
+    exact: impl FnOnce(&str) -> Option<u64>,
+    after: impl FnOnce(&str, usize) -> Vec<(String, u64)>,
+    by_hashes: impl FnOnce(&[u64]) -> Vec<(String, u64)>,
+) -> Vec<GlobalExpansion> {
+    let mut found: Vec<GlobalExpansion> = Vec::new();
+    if let Some(df) = exact(word).filter(|&df| df > 0) {
+        found.push(GlobalExpansion {
+            term: word.to_owned(),
+            weight: WEIGHT_EXACT,
+            df,
+        });
+    }
+    let qchars: Vec<char> = word.chars().collect();
+    if prefix {
+        let mut cands: Vec<(String, u64)> = after(word, MAX_PREFIX_SCAN)
+            .into_iter()
+            .take_while(|(t, _)| t.starts_with(word))
+            .filter(|c| c.1 > 0)
+            .collect();
+        if cands.len() > MAX_PREFIX_TERMS {
+            cands.select_nth_unstable_by(MAX_PREFIX_TERMS - 1, |a, b| {
+                b.1.cmp(&a.1).then(a.0.cmp(&b.0))
+            });
+            cands.truncate(MAX_PREFIX_TERMS);
+        }
+        for (t, df) in cands {
+            let len = t.chars().count();
+            found.push(GlobalExpansion {
+                weight: 0.5 + 0.4 * qchars.len() as f32 / len as f32,
+                term: t,
+                df,
+            });
+        }
+    }
+    let budget = typo_budget(qchars.len());
+    if budget > 0 && !qchars.iter().all(char::is_ascii_digit) {
+        let mut hashes = Vec::new();
+        deletion_hashes(&qchars, budget, &mut hashes);
+        let mut tchars: Vec<char> = Vec::new();
+        for (t, df) in by_hashes(&hashes) {
+            if df == 0 {
+                continue;
+            }
+            tchars.clear();
+            tchars.extend(t.chars());
+            let max = typo_budget(qchars.len().min(tchars.len()));
+            let weight = match osa_distance(&qchars, &tchars, max) {
+                Some(1) => WEIGHT_FUZZY_1,
+                Some(2) => WEIGHT_FUZZY_2,
+                _ => continue,
+            };
+            found.push(GlobalExpansion {
+                term: t,
+                weight,
+                df,
+            });
+        }
+    }
+    // The best weight per term.
+    found.sort_unstable_by(|a, b| a.term.cmp(&b.term).then(b.weight.total_cmp(&a.weight)));
+    found.dedup_by(|a, b| a.term == b.term);
+    found
+}
+
+/// The deletion hashes a dictionary term is stored under (empty when it takes no typos).
+pub(crate) fn term_deletion_hashes(text: &str) -> Vec<u64> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut hashes = Vec::new();
+    if chars.len() >= 4 && !chars.iter().all(char::is_ascii_digit) {
+        deletion_hashes(&chars, typo_budget(chars.len()), &mut hashes);
+    }
+    hashes
+}
+
+/// A document's terms with per-field frequencies, its field lengths, and its facet keys
+/// (0 tag, 1 category, 2 licence; lowercased values), as the persistent store records them.
+pub(crate) struct Analysis {
+    pub terms: Vec<(String, [u8; FIELDS])>,
+    pub lens: [u16; FIELDS],
+    pub facets: Vec<(u8, String)>,
+}
+
+pub(crate) fn analyse_doc(doc: &Doc) -> Analysis {
+    let a = analyse(doc);
+    let mut facets: Vec<(u8, String)> = Vec::new();
+    facets.extend(doc.tags.iter().map(|t| (0, t.to_ascii_lowercase())));
+    facets.extend(doc.categories.iter().map(|c| (1, c.to_ascii_lowercase())));
+    if let Some(l) = &doc.license {
+        facets.extend(license_ids(l).map(|id| (2, id.to_ascii_lowercase())));
+    }
+    facets.sort_unstable();
+    facets.dedup();
+    Analysis {
+        terms: a.terms,
+        lens: a.lens,
+        facets,
+    }
+}
+
+/// The facet key (kind, lowercased value) of each facet filter of a query.
+pub(crate) fn facet_filters(f: &Filters) -> Vec<(u8, String)> {
+    f.tags
+        .iter()
+        .map(|t| (0, t.to_ascii_lowercase()))
+        .chain(f.category.iter().map(|c| (1, c.to_ascii_lowercase())))
+        .chain(f.license.iter().map(|l| (2, l.to_ascii_lowercase())))
+        .collect()
 }
 
 /// Lowercased tokens: runs of alphanumeric characters, cut at [`MAX_TOKEN_CHARS`].
@@ -679,6 +865,36 @@ impl SearchIndex {
         idx
     }
 
+    /// An index of a few candidate documents that ranks them as the whole catalogue would: BM25's
+    /// statistics (document count, field lengths, document frequencies) and the dictionary terms
+    /// each query word matches come from `global`, not from the candidates. The persistent store
+    /// ([`crate::db`]) selects candidates from its postings and ranks them with this.
+    pub fn for_candidates(docs: impl IntoIterator<Item = Doc>, global: Global) -> SearchIndex {
+        let mut idx = SearchIndex {
+            global: Some(Box::new(global)),
+            ..SearchIndex::default()
+        };
+        let docs: Vec<Doc> = docs.into_iter().collect();
+        let analysed: Vec<_> = docs.iter().map(analyse).collect();
+        for a in &analysed {
+            for f in 0..FIELDS {
+                idx.len_sums[f] += u64::from(a.lens[f]);
+            }
+        }
+        idx.live = docs.len();
+        for (doc, a) in docs.into_iter().zip(analysed) {
+            idx.insert_analysed(doc, a, false);
+        }
+        for t in &mut idx.terms {
+            t.postings
+                .sort_unstable_by(|a, b| posting_order(a.key, a.doc, b.key, b.doc));
+        }
+        for list in idx.facets.values_mut() {
+            list.sort_unstable_by(|a, b| posting_order(a.0, a.1, b.0, b.1));
+        }
+        idx
+    }
+
     /// Indexes every package of a registry that has a version that is not yanked.
     pub fn from_registry(registry: &Registry) -> SearchIndex {
         SearchIndex::from_docs(
@@ -786,6 +1002,9 @@ impl SearchIndex {
     }
 
     fn avg_len(&self, field: usize) -> f32 {
+        if let Some(g) = &self.global {
+            return g.stats.avg_len(field);
+        }
         if self.live == 0 || self.len_sums[field] == 0 {
             1.0
         } else {
@@ -903,6 +1122,9 @@ impl SearchIndex {
 
     /// Dictionary terms a query term matches, with weights (see "Matching" in the module docs).
     fn expand(&self, word: &str, prefix: bool) -> QueryTerm {
+        if let Some(g) = &self.global {
+            return self.expand_global(g, word, prefix);
+        }
         let mut found: Vec<(TermId, f32)> = Vec::new();
         if let Some(&id) = self.dict.get(word) {
             found.push((id, WEIGHT_EXACT));
@@ -983,6 +1205,41 @@ impl SearchIndex {
         }
     }
 
+    /// [`SearchIndex::expand`] on a candidate index: the expansions the store found in the
+    /// catalogue's dictionary, weighted with the catalogue's document frequencies.
+    fn expand_global(&self, g: &Global, word: &str, prefix: bool) -> QueryTerm {
+        let mut postings = 0;
+        let mut expansions: Vec<Expansion> = g
+            .expansions
+            .get(&(word.to_owned(), prefix))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|x| {
+                let &id = self.dict.get(x.term.as_str())?;
+                let local = self.terms[id as usize].postings.len();
+                if local == 0 {
+                    return None;
+                }
+                postings += local;
+                Some(Expansion {
+                    term: id,
+                    weight_idf: x.weight * g.stats.idf(x.df),
+                })
+            })
+            .collect();
+        expansions.sort_unstable_by(|a, b| {
+            a.term
+                .cmp(&b.term)
+                .then(b.weight_idf.total_cmp(&a.weight_idf))
+        });
+        expansions.dedup_by_key(|e| e.term);
+        QueryTerm {
+            expansions,
+            postings,
+        }
+    }
+
     /// The relevance of `stored` for the query terms: `None` when `all` is set and a term is absent.
     fn relevance(&self, stored: &Stored, qterms: &[QueryTerm], all: bool) -> Option<f32> {
         let mut total = 0.0;
@@ -1013,11 +1270,7 @@ impl SearchIndex {
     /// Answers a query. Never fails: unknown words simply match nothing.
     pub fn search(&self, query: &Query) -> SearchResults {
         self.queries.fetch_add(1, Ordering::Relaxed);
-        let mut words: Vec<String> = tokenize(&query.text);
-        if words.iter().any(|w| !is_stopword(w)) {
-            words.retain(|w| !is_stopword(w));
-        }
-        words.truncate(MAX_QUERY_TERMS);
+        let words = query_words(&query.text);
         if words.is_empty() {
             return self.list(query);
         }

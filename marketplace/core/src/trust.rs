@@ -77,6 +77,17 @@ pub struct TrustBook {
 }
 
 impl TrustBook {
+    /// Records `key` as the owner of `name` without a release to show for it: for books assembled
+    /// from the persistent store, whose rows were checked when they were written.
+    pub(crate) fn set_owner(&mut self, name: &str, key: PublicKey) {
+        self.owners.insert(name.to_owned(), key);
+    }
+
+    /// Every (name, owner key) pair, in name order.
+    pub fn owners(&self) -> impl Iterator<Item = (&str, &PublicKey)> + '_ {
+        self.owners.iter().map(|(n, k)| (n.as_str(), k))
+    }
+
     pub fn owner(&self, name: &str) -> Option<&PublicKey> {
         self.owners.get(name)
     }

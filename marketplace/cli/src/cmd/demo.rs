@@ -22,7 +22,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let home = args.home.home();
     let catalogue = Catalogue::generate(&SynthConfig::new(args.packages).seed(args.seed));
-    let mut registry = super::load_registry(&home)?;
+    let mut db = super::open_registry(&home)?;
+    // The catalogue is assembled in memory with the registry's own rules, then written in one
+    // transaction: a large demo is one commit, not one per version.
+    let mut registry = market_core::index::Registry::new();
     let store = Store::of(&home);
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let mut added = 0usize;
@@ -35,6 +38,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let key = catalogue
             .key_of(r)
             .context("synthetic release without its publisher key")?;
+        if let Some(owner) = db.owner(&r.name)?
+            && owner != key.public()
+        {
+            skipped.insert(r.name.clone());
+            continue;
+        }
+        if db.entry(&r.name, &r.version)?.is_some() {
+            continue;
+        }
         let release = market_core::synth::materialize(r, key, scratch.path(), &store)?;
         match registry.insert(release) {
             Ok(market_core::index::Inserted::New) => added += 1,
@@ -52,11 +64,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         registry.set_stats(&r.name, &r.version, entry.downloads, entry.stars)?;
     }
-    registry.save()?;
+    if db.is_empty()? {
+        db.import(&registry)?;
+    } else {
+        // Into an existing registry: each version through the store's checks, then its figures.
+        let releases = registry
+            .packages()
+            .flat_map(|(_, es)| es.iter().map(|e| e.release.clone()));
+        db.insert_many(releases.collect::<Vec<_>>())?;
+        for (_, es) in registry.packages() {
+            for e in es {
+                db.set_stats(&e.release.name, &e.release.version, e.downloads, e.stars)?;
+            }
+        }
+    }
     println!(
         "added {added} versions of {} packages to {}",
         catalogue.package_count() - skipped.len(),
-        home.index_path().display()
+        db.path().display()
     );
     if !skipped.is_empty() {
         println!(

@@ -14,14 +14,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let home = args.home.home();
-    let registry = super::load_registry(&home)?;
-    let Some(entries) = registry.get(&args.name) else {
-        let close = market_core::resolve::close_names(&registry, &args.name);
+    let registry = super::open_registry(&home)?;
+    let owner = registry.owner(&args.name)?;
+    let Some(entries) = registry.get(&args.name)? else {
+        let close = registry.close_names(&args.name)?;
         if close.is_empty() {
             anyhow::bail!(
                 "no package named {:?} in {}",
                 args.name,
-                home.index_path().display()
+                registry.path().display()
             );
         }
         anyhow::bail!(
@@ -33,7 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         return output::json(&serde_json::json!({
             "name": args.name,
-            "owner": registry.trust().owner(&args.name).map(|k| k.to_string()),
+            "owner": owner.map(|k| k.to_string()),
             "versions": entries,
         }));
     }
@@ -50,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("tags:       {}", r.meta.tags.join(", "));
         println!("categories: {}", r.meta.categories.join(", "));
     }
-    if let Some(owner) = registry.trust().owner(&args.name) {
+    if let Some(owner) = &owner {
         println!("owner key:  {owner}");
     }
     println!();

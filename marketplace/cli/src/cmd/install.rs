@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use market_core::cache::{Cache, DEFAULT_HOT_BYTES, Tier};
 use market_core::install::Installer;
+use market_core::lockfile::{LOCK_FILE, Lockfile};
 use market_core::store::Store;
 
 use super::HomeArgs;
@@ -36,9 +37,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|s| super::parse_spec(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut registry = super::load_registry(&home)?;
+    let mut db = super::open_registry(&home)?;
     let mut cache = Cache::new(Store::of(&home), DEFAULT_HOT_BYTES);
-    let network = args.net.prepare_install(&home, &mut registry, &requests)?;
+    let network = args.net.prepare_install(&home, &mut db, &requests)?;
+    // The resolver sees the requested packages, those the existing lock names, and everything
+    // their versions depend on: read from the store in proportion to that, not to the registry.
+    let target = args.target.clone().unwrap_or_else(|| home.packages_dir());
+    let locked_names: Vec<String> = Lockfile::load(&target.join(LOCK_FILE))
+        .ok()
+        .flatten()
+        .map(|l| l.packages.into_iter().map(|p| p.name).collect())
+        .unwrap_or_default();
+    let registry = db.closure(
+        requests
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain(locked_names.iter().map(String::as_str)),
+    )?;
     if let Some(fetcher) = network.fetcher.clone() {
         cache = cache.with_fetcher(fetcher as Arc<dyn market_core::cache::Fetcher>);
     }

@@ -13,8 +13,8 @@ pub mod yank;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use market_core::db::RegistryDb;
 use market_core::home::Home;
-use market_core::index::Registry;
 use market_telemetry::metrics::{Gauge, names};
 
 /// Flags every verb that touches local state shares.
@@ -31,14 +31,28 @@ impl HomeArgs {
     }
 }
 
-/// Loads the registry index of `home`; a missing index is an empty registry.
-pub fn load_registry(home: &Home) -> anyhow::Result<Registry> {
-    let _span = tracing::info_span!("registry_load", path = %home.index_path().display()).entered();
+/// Opens the registry store of `home` (created when missing). A home with the old JSON index is
+/// converted on this first open, and the user is told so on stderr.
+pub fn open_registry(home: &Home) -> anyhow::Result<RegistryDb> {
+    let _span =
+        tracing::info_span!("registry_open", path = %home.registry_dir().display()).entered();
+    let db = RegistryDb::open(home)
+        .with_context(|| format!("opening the registry of {}", home.root().display()))?;
     static KNOWN: Gauge = Gauge::new(names::PACKAGES_KNOWN);
-    let registry = Registry::load(&home.index_path())
-        .with_context(|| format!("loading the registry index of {}", home.root().display()))?;
-    KNOWN.set(i64::try_from(registry.len()).unwrap_or(i64::MAX));
-    Ok(registry)
+    if let Ok(n) = db.len() {
+        KNOWN.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    if let Some(m) = db.migrated() {
+        eprintln!(
+            "converted the registry index {} ({} packages, {} versions) into {}; the old file is kept as {}",
+            m.from.display(),
+            m.packages,
+            m.versions,
+            db.path().display(),
+            m.moved_to.display()
+        );
+    }
+    Ok(db)
 }
 
 /// Seconds since the Unix epoch.

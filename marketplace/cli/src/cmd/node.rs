@@ -4,10 +4,10 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use market_core::db::RegistryDb;
 use market_core::home::Home;
-use market_core::index::{Inserted, Registry};
+use market_core::index::Inserted;
 use market_core::record::{ContentId, Release};
-use market_core::search::SearchIndex;
 use market_core::store::Store;
 use market_p2p::{CachePolicy, Multiaddr, NetEvent, Node, NodeConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -77,18 +77,20 @@ impl NetArgs {
         home: &Home,
         query: &str,
         limit: usize,
-        index: &mut SearchIndex,
+        registry: &mut RegistryDb,
     ) -> anyhow::Result<Option<String>> {
         let Some(link) = self.link(home)? else {
             return Ok(None);
         };
         let (releases, asked, answered) = link.search(query, limit)?;
-        let mut added = 0;
-        for r in &releases {
-            if r.verify().is_ok() && index.offer(r) {
-                added += 1;
-            }
-        }
+        // Verified releases join the registry and its search index (trust-checked there), in one
+        // transaction.
+        let verified = releases.iter().filter(|r| r.verify().is_ok()).cloned();
+        let added = registry
+            .insert_many(verified)?
+            .iter()
+            .filter(|r| matches!(r, Ok(Inserted::New)))
+            .count();
         Ok(Some(format!(
             "searched {}: {answered} of {asked} peers answered, {} releases, {added} new to this index",
             link.describe(),
@@ -102,7 +104,7 @@ impl NetArgs {
     pub fn prepare_install(
         &self,
         home: &Home,
-        registry: &mut Registry,
+        registry: &mut RegistryDb,
         requests: &[(String, semver::VersionReq)],
     ) -> anyhow::Result<NetworkInstall> {
         let Some(link) = self.link(home)? else {
@@ -114,6 +116,7 @@ impl NetArgs {
         let mut queue: VecDeque<String> = requests.iter().map(|(n, _)| n.clone()).collect();
         let mut seen: BTreeSet<String> = queue.iter().cloned().collect();
         let mut learnt = 0;
+        let mut found = Vec::new();
         while let Some(name) = queue.pop_front() {
             for release in link.releases(&name)? {
                 for dep in release.dependencies.keys() {
@@ -121,15 +124,16 @@ impl NetArgs {
                         queue.push_back(dep.clone());
                     }
                 }
-                match registry.insert(release) {
-                    Ok(Inserted::New) => learnt += 1,
-                    Ok(Inserted::AlreadyPresent) => {}
-                    Err(e) => eprintln!("warning: ignoring a network release: {e}"),
-                }
+                found.push(release);
             }
         }
-        if learnt > 0 {
-            registry.save()?;
+        // One transaction for everything learnt, not a write per record.
+        for outcome in registry.insert_many(found)? {
+            match outcome {
+                Ok(Inserted::New) => learnt += 1,
+                Ok(Inserted::AlreadyPresent) => {}
+                Err(e) => eprintln!("warning: ignoring a network release: {e}"),
+            }
         }
         let note = format!(
             "resolved over the network {}: {learnt} new releases",
@@ -198,14 +202,17 @@ impl market_p2p::ArchiveSource for StoreSource {
 struct State {
     home: Home,
     store: Store,
-    registry: Mutex<Registry>,
+    /// The home's registry store: announcements and publishes are written through, one small
+    /// transaction per record.
+    registry: Mutex<RegistryDb>,
     client: market_p2p::Client,
     token: String,
 }
 
 async fn daemon(args: Args) -> anyhow::Result<()> {
     let home = args.home.home();
-    let registry = super::load_registry(&home)?;
+    let db = super::open_registry(&home)?;
+    let registry = db.load_all()?;
     let store = Store::of(&home);
     let mut config = NodeConfig {
         keypair: Some(node_keypair(&home)?),
@@ -259,7 +266,7 @@ async fn daemon(args: Args) -> anyhow::Result<()> {
     let state = Arc::new(State {
         home: home.clone(),
         store,
-        registry: Mutex::new(registry),
+        registry: Mutex::new(db),
         client: client.clone(),
         token,
     });
@@ -311,9 +318,6 @@ async fn absorb_announcements(state: Arc<State>) {
                 let mut reg = state.registry.lock().unwrap_or_else(|e| e.into_inner());
                 match reg.insert(Release::clone(&release)) {
                     Ok(Inserted::New) => {
-                        if let Err(e) = reg.save() {
-                            tracing::warn!(error = %e, "cannot save the registry index");
-                        }
                         tracing::info!(release = %release.id(), %from, "learnt from an announcement");
                     }
                     Ok(Inserted::AlreadyPresent) => {}
@@ -387,9 +391,9 @@ async fn handle(state: &State, request: Request) -> anyhow::Result<Reply> {
             let mut releases = client.releases(&name, CachePolicy::Use).await?;
             // The node's own home counts too: it may hold versions it never had to look up.
             let reg = state.registry.lock().unwrap_or_else(|e| e.into_inner());
-            for e in reg.get(&name).unwrap_or_default() {
+            for e in reg.get(&name)?.unwrap_or_default() {
                 if !releases.contains(&e.release) {
-                    releases.push(e.release.clone());
+                    releases.push(e.release);
                 }
             }
             Reply::Releases {
@@ -429,9 +433,7 @@ async fn handle(state: &State, request: Request) -> anyhow::Result<Reply> {
             state.store.put(&bytes)?;
             {
                 let mut reg = state.registry.lock().unwrap_or_else(|e| e.into_inner());
-                if reg.insert(release.clone())? == Inserted::New {
-                    reg.save()?;
-                }
+                reg.insert(release.clone())?;
             }
             let report = client.publish(release.clone()).await?;
             client.provide(&release.checksum).await?;

@@ -1,4 +1,4 @@
-use market_core::search::{Query, SearchIndex, Sort};
+use market_core::search::{Query, Sort};
 use market_telemetry::metrics::Operation;
 
 use super::HomeArgs;
@@ -98,7 +98,10 @@ impl Args {
 
 /// Why nothing matched: the query and filters in words, and, when there were filters, whether the
 /// query alone matches and which filters leave nothing of it.
-fn explain_empty(args: &Args, index: &SearchIndex) -> String {
+fn explain_empty(
+    args: &Args,
+    total: &dyn Fn(Query) -> anyhow::Result<usize>,
+) -> anyhow::Result<String> {
     let filters = args.filters();
     let names: Vec<String> = filters.iter().map(Filter::to_string).collect();
     let mut out = if args.query.is_empty() {
@@ -111,10 +114,10 @@ fn explain_empty(args: &Args, index: &SearchIndex) -> String {
         out.push_str(&names.join(" and "));
     }
     if filters.is_empty() {
-        return out;
+        return Ok(out);
     }
-    let count = |q: Query| index.search(&q.limit(1)).total;
-    let alone = count(Query::new(args.query.clone()));
+    let count = |q: Query| total(q.limit(1));
+    let alone = count(Query::new(args.query.clone()))?;
     let subject = if args.query.is_empty() {
         "the registry".to_owned()
     } else {
@@ -122,13 +125,14 @@ fn explain_empty(args: &Args, index: &SearchIndex) -> String {
     };
     if alone == 0 {
         out.push_str(&format!("\n{subject} matches no package either"));
-        return out;
+        return Ok(out);
     }
-    let culprits: Vec<String> = filters
-        .iter()
-        .filter(|f| count(f.apply(Query::new(args.query.clone()))) == 0)
-        .map(Filter::to_string)
-        .collect();
+    let mut culprits: Vec<String> = Vec::new();
+    for f in &filters {
+        if count(f.apply(Query::new(args.query.clone())))? == 0 {
+            culprits.push(f.to_string());
+        }
+    }
     let holds = if args.query.is_empty() {
         "holds"
     } else {
@@ -144,7 +148,7 @@ fn explain_empty(args: &Args, index: &SearchIndex) -> String {
         [one] => out.push_str(&format!("{one} excludes {them}")),
         many => out.push_str(&format!("{} each exclude {them}", many.join(" and "))),
     }
-    out
+    Ok(out)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -166,11 +170,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn search(args: &Args, span: &tracing::Span) -> anyhow::Result<()> {
     let home = args.home.home();
-    let registry = super::load_registry(&home)?;
-    let mut index = SearchIndex::from_registry(&registry);
-    let note =
-        args.net
-            .merge_remote_search(&home, &args.query, args.limit + args.offset, &mut index)?;
+    let mut registry = super::open_registry(&home)?;
+    let note = args.net.merge_remote_search(
+        &home,
+        &args.query,
+        args.limit + args.offset,
+        &mut registry,
+    )?;
     let mut query = Query::new(args.query.clone())
         .sort(args.sort)
         .limit(args.limit)
@@ -178,7 +184,7 @@ fn search(args: &Args, span: &tracing::Span) -> anyhow::Result<()> {
     for f in args.filters() {
         query = f.apply(query);
     }
-    let results = index.search(&query);
+    let results = registry.search(&query)?;
     span.record("results", results.hits.len());
     span.record("total", results.total);
 
@@ -199,7 +205,8 @@ fn search(args: &Args, span: &tracing::Span) -> anyhow::Result<()> {
         eprintln!("{note}");
     }
     if results.hits.is_empty() {
-        println!("{}", explain_empty(args, &index));
+        let total = |q: Query| -> anyhow::Result<usize> { Ok(registry.search(&q)?.total) };
+        println!("{}", explain_empty(args, &total)?);
         return Ok(());
     }
     let rows: Vec<Vec<String>> = results

@@ -27,13 +27,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.spec
         )
     })?;
-    let mut registry = super::load_registry(&home)?;
+    let mut registry = super::open_registry(&home)?;
     let changed = if args.undo {
         registry.unyank(name, &version)?
     } else {
         registry.yank(name, &version)?
     };
-    registry.save()?;
     let what = if args.undo { "restored" } else { "yanked" };
     if changed {
         println!("{what} {name}@{version}");

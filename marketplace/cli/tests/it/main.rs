@@ -3,6 +3,7 @@
 
 mod local;
 mod network;
+mod registry;
 mod usage;
 
 use std::path::{Path, PathBuf};

@@ -52,7 +52,16 @@ pub mod support {
         }
 
         pub fn registry(&self) -> Registry {
-            Registry::load(&self.home.index_path()).unwrap()
+            self.db().load_all().unwrap()
+        }
+
+        pub fn db(&self) -> market_core::db::RegistryDb {
+            market_core::db::RegistryDb::open(&self.home).unwrap()
+        }
+
+        /// Everything the registry holds, serialised: equal bytes mean an unchanged registry.
+        pub fn registry_bytes(&self) -> Vec<u8> {
+            self.registry().to_vec()
         }
 
         pub fn store(&self) -> Store {
@@ -103,9 +112,7 @@ pub mod support {
             }
             .sign(&self.key);
             self.store().put(bytes).unwrap();
-            let mut reg = self.registry();
-            reg.insert(release.clone()).unwrap();
-            reg.save().unwrap();
+            self.db().insert(release.clone()).unwrap();
             release
         }
     }
@@ -393,10 +400,10 @@ fn yanked_versions_are_skipped_unless_locked() {
         .unwrap();
 
     world.publish("http-core", "1.0.1", &[]);
-    let mut reg = world.registry();
-    reg.yank("http-core", &"1.0.0".parse().unwrap()).unwrap();
-    reg.yank("http-core", &"1.0.1".parse().unwrap()).unwrap();
-    reg.save().unwrap();
+    let mut db = world.db();
+    db.yank("http-core", &"1.0.0".parse().unwrap()).unwrap();
+    db.yank("http-core", &"1.0.1".parse().unwrap()).unwrap();
+    drop(db);
     let reg = world.registry();
 
     // The lock names 1.0.0: it keeps working although 1.0.0 is yanked.
@@ -569,16 +576,19 @@ fn a_release_with_a_broken_signature_is_refused() {
     let world = World::new();
     install_app(&world);
     world.publish("http-core", "1.1.0", &[]);
-    // Someone edits the index on disk: the 1.1.0 record now claims a different description, which
-    // its signature does not cover.
-    let text = std::fs::read_to_string(world.home.index_path()).unwrap();
-    let at = text.rfind("\"http-core template\"").unwrap();
-    let text = format!(
-        "{}\"http-core (rewritten)\"{}",
-        &text[..at],
-        &text[at + 20..]
-    );
-    std::fs::write(world.home.index_path(), &text).unwrap();
+    // Someone edits the registry on disk: the 1.1.0 record now claims a different description,
+    // which its signature does not cover.
+    let db = world.db();
+    let conn = rusqlite::Connection::open(db.path()).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE versions SET body = replace(body, '\"http-core template\"', '\"http-core (rewritten)\"') \
+             WHERE version = '1.1.0'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop((conn, db));
     let base = Baseline::now(&world);
 
     let reg = world.registry();
@@ -595,7 +605,7 @@ fn a_release_with_a_broken_signature_is_refused() {
 fn a_new_version_signed_by_another_key_is_refused() {
     let world = World::new();
     three(&world);
-    let before = std::fs::read(world.home.index_path()).unwrap();
+    let before = world.registry_bytes();
     let mallory = SigningKey::from_seed([66; 32]);
     let dir = world.package_dir("http-core", "1.5.0", &[]);
     let err = publish(&world.home, &dir, &mallory, 1_700_000_001).unwrap_err();
@@ -608,9 +618,9 @@ fn a_new_version_signed_by_another_key_is_refused() {
     );
     assert!(err.to_string().contains("owned by key"), "{err}");
     assert_eq!(
-        std::fs::read(world.home.index_path()).unwrap(),
+        world.registry_bytes(),
         before,
-        "the index must not change"
+        "the registry must not change"
     );
 }
 
@@ -698,7 +708,7 @@ fn has_staging(target: &Path) -> bool {
 fn publishing_twice_is_reported_and_changes_nothing() {
     let world = World::new();
     world.publish("http-core", "1.0.0", &[]);
-    let before = std::fs::read(world.home.index_path()).unwrap();
+    let before = world.registry_bytes();
     let dir = world.tmp.path().join("src/http-core-1.0.0");
     let err = publish(&world.home, &dir, &world.key, 1_700_000_500).unwrap_err();
     assert!(
@@ -712,7 +722,7 @@ fn publishing_twice_is_reported_and_changes_nothing() {
         matches!(err, PublishError::Index(IndexError::Conflict { .. })),
         "{err}"
     );
-    assert_eq!(std::fs::read(world.home.index_path()).unwrap(), before);
+    assert_eq!(world.registry_bytes(), before);
     let reg: Registry = world.registry();
     assert_eq!(reg.version_count(), 1);
 }

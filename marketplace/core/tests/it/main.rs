@@ -2,6 +2,7 @@
 
 mod archive;
 mod cache;
+mod db;
 mod index;
 mod install;
 mod manifest;
