@@ -5,6 +5,7 @@ mod cache;
 mod index;
 mod install;
 mod manifest;
+mod publish;
 mod resolve;
 mod search;
 mod spans;
