@@ -5,6 +5,7 @@ mod cache;
 mod index;
 mod install;
 mod manifest;
+mod props;
 mod publish;
 mod resolve;
 mod search;
