@@ -74,16 +74,10 @@ pub enum CacheError {
     Store(#[from] StoreError),
     #[error("{release}: archive not in the cache or store, and no network fetcher is configured")]
     Unavailable { release: String },
-    #[error(
-        "store file {path} was tampered with: its name says {expected}, its contents hash to \
-         {found}; moved to {quarantined} for inspection{}",
-        after_tamper(.refetch)
-    )]
+    #[error("{file}{}", after_tamper(.refetch))]
     Tampered {
-        path: PathBuf,
-        expected: ContentId,
-        found: ContentId,
-        quarantined: PathBuf,
+        /// Boxed: the error travels in every `Result` of the install path.
+        file: Box<TamperedFile>,
         refetch: Refetch,
     },
     #[error(transparent)]
@@ -122,20 +116,24 @@ fn after_tamper(refetch: &Refetch) -> String {
 }
 
 /// A store file that failed its hash check, now in quarantine.
-struct Quarantined {
-    path: PathBuf,
-    expected: ContentId,
-    found: ContentId,
-    quarantined: PathBuf,
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "store file {path} was tampered with: its name says {expected}, its contents hash to \
+     {found}; moved to {quarantined} for inspection"
+)]
+pub struct TamperedFile {
+    pub path: PathBuf,
+    pub expected: ContentId,
+    pub found: ContentId,
+    pub quarantined: PathBuf,
 }
 
-impl Quarantined {
+type Quarantined = TamperedFile;
+
+impl TamperedFile {
     fn error(self, refetch: Refetch) -> CacheError {
         CacheError::Tampered {
-            path: self.path,
-            expected: self.expected,
-            found: self.found,
-            quarantined: self.quarantined,
+            file: Box::new(self),
             refetch,
         }
     }

@@ -560,18 +560,11 @@ fn a_tampered_store_file_is_reported_and_quarantined() {
         .join(format!("{}.found-{found}", release.checksum));
     match &err {
         InstallError::Fetch {
-            source:
-                CacheError::Tampered {
-                    path: p,
-                    expected,
-                    found: f,
-                    quarantined: q,
-                    ..
-                },
+            source: CacheError::Tampered { file, .. },
             ..
         } => {
             assert_eq!(
-                (p, expected, f, q),
+                (&file.path, &file.expected, &file.found, &file.quarantined),
                 (&path, &release.checksum, &found, &quarantined)
             );
         }
