@@ -390,13 +390,13 @@ fn dirs_under(root: &Path) -> usize {
         .count()
 }
 
-/// Issue 17: 61 entries, each 1 500 directories deep, a 1.7 KB archive. Before, extraction made
-/// 90 060 directories in 15 s and reported `dirs: 0`; now the first entry is refused and nothing
-/// is made.
+/// Issue 17: 61 entries, each 1 500 directories deep, a 1.7 KB archive. Before, extraction of
+/// this one (1 655 bytes) made 91 500 directories in 13.5 s and reported `files: 61, dirs: 0`; now
+/// the first entry is refused and nothing is made.
 #[test]
 fn the_directory_flood_of_issue_17_is_refused_before_it_floods() {
     let paths: Vec<String> = (0..61)
-        .map(|i| format!("{}f{i}", format!("d{i}/").repeat(1500)))
+        .map(|i| format!("t{i}/{}f", "d/".repeat(1499)))
         .collect();
     let flood = built_tar_gz(&paths, b"x");
     assert!(flood.len() < 4096, "{} bytes", flood.len());
