@@ -277,11 +277,14 @@ fn is_executable(_meta: &std::fs::Metadata) -> bool {
     false
 }
 
-/// What [`extract`] unpacked.
+/// What [`extract`] unpacked (or [`check`] would).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Extracted {
+    /// Regular files written.
     pub files: u64,
+    /// Directories made: listed in the archive or implied by a path, each once.
     pub dirs: u64,
+    /// Bytes of file contents.
     pub bytes: u64,
 }
 
