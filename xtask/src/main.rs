@@ -303,6 +303,7 @@ impl From<BenchAllArgs> for bench_all::Options {
             prebuilt: a.measure.prebuilt,
             no_wait: a.measure.no_wait,
             shard: a.shard,
+            overhead_by_instrument: false,
         }
     }
 }

@@ -1002,7 +1002,11 @@ pub fn overhead(
     // answer: inconclusive, never a warning of a cost it has not shown.
     let shown = |v: &Verdict| matches!(v, Verdict::Warn | Verdict::NearViolation);
     if status == Status::Warn
-        && !rows.iter().map(|r| &r.verdict).chain([&average_verdict]).any(shown)
+        && !rows
+            .iter()
+            .map(|r| &r.verdict)
+            .chain([&average_verdict])
+            .any(shown)
     {
         status = Status::Inconclusive;
     }

@@ -11,22 +11,35 @@
 //! **Extraction** treats the archive as hostile. It refuses, naming the entry: absolute paths and
 //! `..` components; symlinks and hard links (all of them, not only those that leave the target: a
 //! template needs neither, and refusing every link removes a whole class of escapes); device files,
-//! fifos and other special entries; more than [`Limits::max_files`] entries; more than
-//! [`Limits::max_bytes`] of unpacked data; and decompression bombs. The byte and ratio limits are
+//! fifos and other special entries; paths deeper than [`Limits::max_depth`] or longer than
+//! [`MAX_PATH_BYTES`]; more than [`Limits::max_files`] entries, where every directory the
+//! extraction creates counts, explicit or implied as the parent of an entry (61 entries each 1 500
+//! directories deep once made 90 060 directories from 1.7 KB); more than [`Limits::max_bytes`] of
+//! unpacked data; and decompression bombs. The byte and ratio limits are
 //! enforced on the decompressed stream *while it is read*, so a bomb is stopped after at most a few
 //! buffers, not after it filled the disk. Files are created with `create_new` inside a fresh
 //! destination directory, so no entry can overwrite another or follow something already on disk.
+//!
+//! **One set of limits for both directions.** [`pack_with`] checks the archive it built with the
+//! same code extraction runs ([`check`]: extraction without writing), so a package that install
+//! would refuse is refused at publish, in the same words, instead of being published and never
+//! installable (a package of 5 MiB of zeros packed fine and was then refused as a bomb).
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use flate2::Compression;
 
-/// Limits applied when packing and extracting.
+/// Limits applied when packing and extracting: one value, so that pack refuses what extract would.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Most entries (files and directories).
+    /// Most entries: files and directories, counting every directory extraction creates, whether
+    /// the archive lists it or only implies it as the parent of another entry.
     pub max_files: u64,
+    /// Most path components of one entry (`a/b/c.txt` has 3). Real templates nest a dozen deep;
+    /// without a bound, one 1.7 KB archive nested 1 500 deep.
+    pub max_depth: u64,
     /// Most bytes of file contents, in total.
     pub max_bytes: u64,
     /// Largest decompressed/compressed ratio tolerated once [`Limits::ratio_floor`] bytes have
@@ -41,12 +54,20 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_files: 10_000,
+            max_depth: 32,
             max_bytes: 256 * 1024 * 1024,
             max_ratio: 200,
             ratio_floor: 4 * 1024 * 1024,
         }
     }
 }
+
+/// Longest entry path, in bytes. An install extracts under a staging directory inside the target,
+/// so a path near the system's 4 096-byte limit would pack fine from its own directory and then fail
+/// to install; refusing long paths in both directions keeps pack and extract in agreement.
+pub const MAX_PATH_BYTES: usize = 1024;
+/// Longest path component, in bytes (the common file-system limit).
+pub const MAX_COMPONENT_BYTES: usize = 255;
 
 /// Tar framing allowance per entry on top of file contents: a header block, padding to 512 bytes,
 /// and room for a long-name or PAX record.
@@ -62,10 +83,6 @@ pub enum ArchiveError {
     SourceSpecial { path: PathBuf },
     #[error("{path}: file name is not valid UTF-8")]
     SourceName { path: PathBuf },
-    #[error("package directory {dir} holds more than {limit} entries")]
-    SourceTooManyFiles { dir: PathBuf, limit: u64 },
-    #[error("package directory {dir} holds more than {limit} bytes")]
-    SourceTooLarge { dir: PathBuf, limit: u64 },
     #[error("cannot build archive: {0}")]
     Pack(io::Error),
 
@@ -73,6 +90,8 @@ pub enum ArchiveError {
     Refused { entry: String, reason: String },
     #[error("archive has more than {limit} entries (refused at entry {entry:?})")]
     TooManyFiles { entry: String, limit: u64 },
+    #[error("archive nests deeper than {limit} directories (refused at entry {entry:?})")]
+    TooDeep { entry: String, limit: u64 },
     #[error("archive unpacks to more than {limit} bytes (refused at entry {entry:?})")]
     TooLarge { entry: String, limit: u64 },
     #[error(
@@ -105,10 +124,15 @@ pub fn pack(dir: &Path) -> Result<Vec<u8>, ArchiveError> {
 }
 
 /// Packs `dir` into a deterministic `.tar.gz`, refusing trees beyond `limits`.
+///
+/// The walk refuses a tree past the entry, byte and depth limits before reading it all (with the
+/// errors extraction gives); the finished archive is then run through [`check`], the extraction
+/// code without the writes, so anything extraction would refuse (a bomb by the ratio limit, a name
+/// it would not accept) is refused here, in the same words.
 pub fn pack_with(dir: &Path, limits: &Limits) -> Result<Vec<u8>, ArchiveError> {
     let mut items = Vec::new();
     let mut bytes = 0u64;
-    collect(dir, dir, "", &mut items, &mut bytes, limits)?;
+    collect(dir, "", 1, &mut items, &mut bytes, limits)?;
     items.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
 
     let gz = flate2::GzBuilder::new()
@@ -157,13 +181,18 @@ pub fn pack_with(dir: &Path, limits: &Limits) -> Result<Vec<u8>, ArchiveError> {
         }
     }
     let gz = tar.into_inner().map_err(ArchiveError::Pack)?;
-    gz.finish().map_err(ArchiveError::Pack)
+    let archive = gz.finish().map_err(ArchiveError::Pack)?;
+    check(&archive, limits)?;
+    Ok(archive)
 }
 
+/// Walks the package directory, refusing it as soon as it passes a limit. The counts are the ones
+/// extraction keeps (every directory and file is an entry; depth is the number of path components),
+/// and so are the errors; [`check`] on the finished archive is the final word.
 fn collect(
-    root: &Path,
     dir: &Path,
     prefix: &str,
+    depth: u64,
     items: &mut Vec<Item>,
     bytes: &mut u64,
     limits: &Limits,
@@ -189,10 +218,24 @@ fn collect(
         };
         let meta = std::fs::symlink_metadata(&path).map_err(read_err(&path))?;
         let ft = meta.file_type();
+        // The entry as the archive will name it (directories end in '/').
+        let shown = || {
+            if ft.is_dir() {
+                format!("{rel}/")
+            } else {
+                rel.clone()
+            }
+        };
         if items.len() as u64 >= limits.max_files {
-            return Err(ArchiveError::SourceTooManyFiles {
-                dir: root.to_owned(),
+            return Err(ArchiveError::TooManyFiles {
+                entry: shown(),
                 limit: limits.max_files,
+            });
+        }
+        if depth > limits.max_depth {
+            return Err(ArchiveError::TooDeep {
+                entry: shown(),
+                limit: limits.max_depth,
             });
         }
         if ft.is_symlink() {
@@ -203,12 +246,12 @@ fn collect(
                 source: None,
                 executable: false,
             });
-            collect(root, &path, &rel, items, bytes, limits)?;
+            collect(&path, &rel, depth + 1, items, bytes, limits)?;
         } else if ft.is_file() {
-            *bytes += meta.len();
+            *bytes = bytes.saturating_add(meta.len());
             if *bytes > limits.max_bytes {
-                return Err(ArchiveError::SourceTooLarge {
-                    dir: root.to_owned(),
+                return Err(ArchiveError::TooLarge {
+                    entry: rel,
                     limit: limits.max_bytes,
                 });
             }
@@ -234,11 +277,14 @@ fn is_executable(_meta: &std::fs::Metadata) -> bool {
     false
 }
 
-/// What [`extract`] unpacked.
+/// What [`extract`] unpacked (or [`check`] would).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Extracted {
+    /// Regular files written.
     pub files: u64,
+    /// Directories made: listed in the archive or implied by a path, each once.
     pub dirs: u64,
+    /// Bytes of file contents.
     pub bytes: u64,
 }
 
@@ -313,7 +359,18 @@ pub fn extract(bytes: &[u8], dest: &Path, limits: &Limits) -> Result<Extracted, 
             path: dest.to_owned(),
         });
     }
+    run(bytes, Some(dest), limits)
+}
 
+/// Everything [`extract`] checks, without writing anything: `Ok` exactly when extraction into an
+/// empty directory would succeed (short of the disk failing), and otherwise the error it would give.
+/// [`pack_with`] runs it on every archive it builds.
+pub fn check(bytes: &[u8], limits: &Limits) -> Result<Extracted, ArchiveError> {
+    run(bytes, None, limits)
+}
+
+/// Extraction (`dest` set) or its dry run (`None`): one code path, so the two cannot disagree.
+fn run(bytes: &[u8], dest: Option<&Path>, limits: &Limits) -> Result<Extracted, ArchiveError> {
     let cap = limits.max_bytes.saturating_add(
         limits
             .max_files
@@ -342,13 +399,30 @@ pub fn extract(bytes: &[u8], dest: &Path, limits: &Limits) -> Result<Extracted, 
     }
 }
 
+/// What a path in the archive is, as far as this extraction has made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    Dir,
+    File,
+}
+
+/// Copy buffer size. Both modes read the stream in the same steps, so the ratio guard samples the
+/// same points and judges a dry run exactly as it judges the extraction.
+const COPY_BUFFER: usize = 8 * 1024;
+
 fn extract_entries(
     guard: &mut BombGuard<'_>,
-    dest: &Path,
+    dest: Option<&Path>,
     limits: &Limits,
 ) -> Result<Extracted, ArchiveError> {
     let mut archive = tar::Archive::new(guard);
     let mut done = Extracted::default();
+    // Every path this extraction made, so that implied parents are counted once each and a name
+    // used twice (or as a file and then a directory) is refused the same way with or without a disk.
+    // Bounded: each path in it counted against `max_files`.
+    let mut made: HashMap<PathBuf, Made> = HashMap::new();
+    let mut entries = 0u64;
+    let mut buffer = vec![0u8; COPY_BUFFER];
     let corrupt = |e: io::Error| ArchiveError::Corrupt(e.to_string());
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
@@ -357,13 +431,11 @@ fn extract_entries(
             entry: shown.clone(),
             reason: reason.to_owned(),
         };
+        let too_many = |entry: &str| ArchiveError::TooManyFiles {
+            entry: entry.to_owned(),
+            limit: limits.max_files,
+        };
 
-        if done.files + done.dirs >= limits.max_files {
-            return Err(ArchiveError::TooManyFiles {
-                entry: shown,
-                limit: limits.max_files,
-            });
-        }
         let kind = entry.header().entry_type();
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory => {}
@@ -388,19 +460,72 @@ fn extract_entries(
             tar::EntryType::Fifo => return Err(refuse("is a fifo; special files are not allowed")),
             other => return Err(refuse(&format!("has unsupported entry type {other:?}"))),
         }
+        // Every entry counts, a repeated directory entry too: the limit bounds the work, not only
+        // what ends up on disk.
+        if entries >= limits.max_files {
+            return Err(too_many(&shown));
+        }
+        entries += 1;
         let rel = safe_relative(&entry.path_bytes()).map_err(|r| refuse(&r))?;
         let Some(rel) = rel else {
             // "./" itself: the destination, already there.
             continue;
         };
-        let target = dest.join(&rel);
+        let depth = rel.components().count() as u64;
+        if depth > limits.max_depth {
+            return Err(ArchiveError::TooDeep {
+                entry: shown,
+                limit: limits.max_depth,
+            });
+        }
+
+        // The parents this entry implies, outermost first: each one not yet made is a directory
+        // this extraction creates, and counts like any entry.
+        let mut parent = PathBuf::new();
+        let parents = rel.parent().map(|p| p.components().count()).unwrap_or(0);
+        for component in rel.components().take(parents) {
+            parent.push(component);
+            match made.get(&parent) {
+                Some(Made::Dir) => continue,
+                Some(Made::File) => {
+                    return Err(refuse(&format!(
+                        "lies under {}, which the archive made a file",
+                        parent.display()
+                    )));
+                }
+                None => {}
+            }
+            if entries >= limits.max_files {
+                return Err(too_many(&shown));
+            }
+            entries += 1;
+            if let Some(dest) = dest {
+                let target = dest.join(&parent);
+                std::fs::create_dir(&target).map_err(|source| ArchiveError::Write {
+                    path: target,
+                    source,
+                })?;
+            }
+            made.insert(parent.clone(), Made::Dir);
+            done.dirs += 1;
+        }
 
         if kind == tar::EntryType::Directory {
-            std::fs::create_dir_all(&target).map_err(|source| ArchiveError::Write {
-                path: target.clone(),
-                source,
-            })?;
-            done.dirs += 1;
+            match made.get(&rel) {
+                Some(Made::Dir) => {}
+                Some(Made::File) => return Err(refuse("appears twice in the archive")),
+                None => {
+                    if let Some(dest) = dest {
+                        let target = dest.join(&rel);
+                        std::fs::create_dir(&target).map_err(|source| ArchiveError::Write {
+                            path: target,
+                            source,
+                        })?;
+                    }
+                    made.insert(rel, Made::Dir);
+                    done.dirs += 1;
+                }
+            }
             continue;
         }
 
@@ -411,42 +536,60 @@ fn extract_entries(
                 limit: limits.max_bytes,
             });
         }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| ArchiveError::Write {
-                path: parent.to_owned(),
-                source,
-            })?;
+        if made.contains_key(&rel) {
+            return Err(refuse("appears twice in the archive"));
         }
+        made.insert(rel.clone(), Made::File);
         let mode = entry.header().mode().unwrap_or(0o644);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&target)
-            .map_err(|source| {
-                if source.kind() == io::ErrorKind::AlreadyExists {
-                    refuse("appears twice in the archive")
-                } else {
-                    ArchiveError::Write {
+        let mut file = match dest {
+            Some(dest) => {
+                let target = dest.join(&rel);
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&target)
+                    .map_err(|source| ArchiveError::Write {
                         path: target.clone(),
                         source,
-                    }
-                }
-            })?;
+                    })?;
+                Some((target, file))
+            }
+            None => None,
+        };
         // Copy at most the declared size; the stream guard stops a lying header or a bomb.
-        let copied = io::copy(&mut (&mut entry).take(size), &mut file).map_err(corrupt)?;
+        let mut data = (&mut entry).take(size);
+        let mut copied = 0u64;
+        loop {
+            let n = match data.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(corrupt(e)),
+            };
+            if let Some((target, file)) = &mut file {
+                file.write_all(&buffer[..n])
+                    .map_err(|source| ArchiveError::Write {
+                        path: target.clone(),
+                        source,
+                    })?;
+            }
+            copied += n as u64;
+        }
         if copied != size {
             return Err(refuse(&format!("is truncated: {copied} of {size} bytes")));
         }
-        file.flush().map_err(|source| ArchiveError::Write {
-            path: target.clone(),
-            source,
-        })?;
-        set_mode(&target, if mode & 0o111 != 0 { 0o755 } else { 0o644 }).map_err(|source| {
-            ArchiveError::Write {
+        if let Some((target, mut file)) = file {
+            file.flush().map_err(|source| ArchiveError::Write {
                 path: target.clone(),
                 source,
-            }
-        })?;
+            })?;
+            set_mode(&target, if mode & 0o111 != 0 { 0o755 } else { 0o644 }).map_err(|source| {
+                ArchiveError::Write {
+                    path: target.clone(),
+                    source,
+                }
+            })?;
+        }
         done.files += 1;
         done.bytes += size;
     }
@@ -463,6 +606,12 @@ fn safe_relative(raw: &[u8]) -> Result<Option<PathBuf>, String> {
     if text.contains('\0') {
         return Err("path contains a NUL byte".into());
     }
+    if text.len() > MAX_PATH_BYTES {
+        return Err(format!(
+            "path is {} bytes long; at most {MAX_PATH_BYTES} are allowed",
+            text.len()
+        ));
+    }
     if text.starts_with('/') || text.starts_with('\\') || text.get(1..2) == Some(":") {
         return Err("path is absolute".into());
     }
@@ -472,6 +621,12 @@ fn safe_relative(raw: &[u8]) -> Result<Option<PathBuf>, String> {
         match part {
             "" | "." => continue,
             ".." => return Err("path contains a '..' component".into()),
+            p if p.len() > MAX_COMPONENT_BYTES => {
+                return Err(format!(
+                    "path component of {} bytes; at most {MAX_COMPONENT_BYTES} are allowed",
+                    p.len()
+                ));
+            }
             p => match Path::new(p).components().next() {
                 Some(Component::Normal(_)) => out.push(p),
                 _ => return Err(format!("path component {p:?} is not allowed")),

@@ -8,10 +8,16 @@
 //! tiers above it. Archives are addressed by content id, so whatever a tier holds is the archive
 //! the release names; bytes from the cold tier are hashed before they are kept.
 //!
+//! A warm file whose contents are not its name was tampered with (or damaged): it is moved to the
+//! quarantine folder, never deleted and never used, and fetched again from the cold tier when there
+//! is one. Without one, the error says so: the file's path, the hash its name promises, the hash
+//! it has, and where it went ([`CacheError::Tampered`]).
+//!
 //! Hits and misses are counted with relaxed atomics (nanoseconds each) and no spans: a cache probe
 //! sits inside request-level operations that carry the spans (DESIGN §6).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -68,6 +74,12 @@ pub enum CacheError {
     Store(#[from] StoreError),
     #[error("{release}: archive not in the cache or store, and no network fetcher is configured")]
     Unavailable { release: String },
+    #[error("{file}{}", after_tamper(.refetch))]
+    Tampered {
+        /// Boxed: the error travels in every `Result` of the install path.
+        file: Box<TamperedFile>,
+        refetch: Refetch,
+    },
     #[error(transparent)]
     Fetch(#[from] FetchError),
     #[error("{release}: fetched archive hashes to {actual}, but the release names {expected}")]
@@ -84,6 +96,56 @@ pub enum CacheError {
     },
 }
 
+/// What happened after a tampered store file was quarantined.
+#[derive(Debug)]
+pub enum Refetch {
+    /// [`Cache::get_local`] does not use the network.
+    NotAttempted,
+    /// The cache has no cold tier.
+    NoFetcher,
+    /// The cold tier was asked and failed.
+    Failed(Box<CacheError>),
+}
+
+fn after_tamper(refetch: &Refetch) -> String {
+    match refetch {
+        Refetch::NotAttempted => String::new(),
+        Refetch::NoFetcher => "; no network fetcher is configured to fetch it again".into(),
+        Refetch::Failed(e) => format!("; fetching it again failed: {e}"),
+    }
+}
+
+/// A store file that failed its hash check, now in quarantine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "store file {path} was tampered with: its name says {expected}, its contents hash to \
+     {found}; moved to {quarantined} for inspection"
+)]
+pub struct TamperedFile {
+    pub path: PathBuf,
+    pub expected: ContentId,
+    pub found: ContentId,
+    pub quarantined: PathBuf,
+}
+
+type Quarantined = TamperedFile;
+
+impl TamperedFile {
+    fn error(self, refetch: Refetch) -> CacheError {
+        CacheError::Tampered {
+            file: Box::new(self),
+            refetch,
+        }
+    }
+}
+
+/// What the hot and warm tiers have for an id.
+enum Local {
+    Hit(Fetched),
+    Miss,
+    Tampered(Quarantined),
+}
+
 /// A snapshot of the cache counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CacheStats {
@@ -94,6 +156,8 @@ pub struct CacheStats {
     pub cold_fetches: u64,
     /// Entries evicted from the hot tier plus archives removed from the warm tier by cleanup.
     pub evictions: u64,
+    /// Warm files found tampered with and quarantined.
+    pub quarantined: u64,
     /// Bytes currently held in the hot tier.
     pub bytes: u64,
 }
@@ -106,6 +170,7 @@ struct Counters {
     warm_misses: AtomicU64,
     cold_fetches: AtomicU64,
     evictions: AtomicU64,
+    quarantined: AtomicU64,
     bytes: AtomicU64,
 }
 
@@ -197,16 +262,43 @@ impl Cache {
         &self.store
     }
 
-    /// The archive of `release`, from the first tier that has it.
+    /// The archive of `release`, from the first tier that has it. A tampered warm copy is
+    /// quarantined and replaced from the cold tier; without one, the error names the file.
     pub fn get(&self, release: &Release) -> Result<Fetched, CacheError> {
-        if let Some(f) = self.get_local(&release.checksum)? {
-            return Ok(f);
-        }
+        let tampered = match self.probe_local(&release.checksum)? {
+            Local::Hit(f) => return Ok(f),
+            Local::Miss => None,
+            Local::Tampered(q) => Some(q),
+        };
         let Some(fetcher) = &self.fetcher else {
-            return Err(CacheError::Unavailable {
-                release: release.id(),
+            return Err(match tampered {
+                Some(q) => q.error(Refetch::NoFetcher),
+                None => CacheError::Unavailable {
+                    release: release.id(),
+                },
             });
         };
+        match self.fetch_cold(fetcher.as_ref(), release) {
+            Ok(fetched) => {
+                if let Some(q) = tampered {
+                    tracing::warn!(
+                        path = %q.path.display(),
+                        expected = %q.expected,
+                        found = %q.found,
+                        quarantined = %q.quarantined.display(),
+                        "tampered store file quarantined and fetched again"
+                    );
+                }
+                Ok(fetched)
+            }
+            Err(e) => Err(match tampered {
+                Some(q) => q.error(Refetch::Failed(Box::new(e))),
+                None => e,
+            }),
+        }
+    }
+
+    fn fetch_cold(&self, fetcher: &dyn Fetcher, release: &Release) -> Result<Fetched, CacheError> {
         bump(&self.counters.cold_fetches);
         let bytes = fetcher.fetch(release)?;
         let actual = ContentId::of(&bytes);
@@ -234,10 +326,19 @@ impl Cache {
     }
 
     /// The archive `id` from the hot or warm tier, without touching the network. A warm copy that
-    /// fails its hash check is removed and counted as a miss, so the next tier can replace it.
+    /// fails its hash check is quarantined and reported ([`CacheError::Tampered`]); the next
+    /// [`Cache::get`] then misses it and asks the cold tier.
     pub fn get_local(&self, id: &ContentId) -> Result<Option<Fetched>, CacheError> {
+        match self.probe_local(id)? {
+            Local::Hit(f) => Ok(Some(f)),
+            Local::Miss => Ok(None),
+            Local::Tampered(q) => Err(q.error(Refetch::NotAttempted)),
+        }
+    }
+
+    fn probe_local(&self, id: &ContentId) -> Result<Local, CacheError> {
         if let Some(bytes) = self.get_hot(id) {
-            return Ok(Some(Fetched {
+            return Ok(Local::Hit(Fetched {
                 bytes,
                 tier: Tier::Hot,
             }));
@@ -248,7 +349,7 @@ impl Cache {
                 global::WARM_HITS.inc();
                 let bytes: Arc<[u8]> = bytes.into();
                 self.hot_insert(id.clone(), bytes.clone());
-                Ok(Some(Fetched {
+                Ok(Local::Hit(Fetched {
                     bytes,
                     tier: Tier::Warm,
                 }))
@@ -256,14 +357,25 @@ impl Cache {
             Ok(None) => {
                 bump(&self.counters.warm_misses);
                 global::WARM_MISSES.inc();
-                Ok(None)
+                Ok(Local::Miss)
             }
-            Err(StoreError::Corrupt { path, actual, .. }) => {
-                tracing::warn!(path = %path.display(), %actual, "removing corrupt archive from the store");
-                self.store.remove(id)?;
+            Err(StoreError::Tampered {
+                path,
+                expected,
+                found,
+            }) => {
+                let quarantined = self.store.quarantine(&expected, &found)?;
+                tracing::warn!(path = %path.display(), %expected, %found,
+                    quarantined = %quarantined.display(), "tampered store file quarantined");
                 bump(&self.counters.warm_misses);
+                bump(&self.counters.quarantined);
                 global::WARM_MISSES.inc();
-                Ok(None)
+                Ok(Local::Tampered(Quarantined {
+                    path,
+                    expected,
+                    found,
+                    quarantined,
+                }))
             }
             Err(e) => Err(e.into()),
         }
@@ -366,6 +478,7 @@ impl Cache {
             warm_misses: get(&c.warm_misses),
             cold_fetches: get(&c.cold_fetches),
             evictions: get(&c.evictions),
+            quarantined: get(&c.quarantined),
             bytes: get(&c.bytes),
         }
     }

@@ -5,6 +5,7 @@
 //!   registry/registry.db    the registry store (every package, every version, the search index)
 //!   registry/index.json     the JSON-lines index of older versions, converted on first use
 //!   store/<content id>      archives, content-addressed (the warm cache tier)
+//!   quarantine/             store files whose contents did not match their name, kept for inspection
 //!   packages/<name>/        installed packages, moved into place atomically
 //!   keys/publisher.key      this user's ed25519 publisher key (hex seed, mode 0600)
 //!   keys/node.key           the libp2p identity of `market node`
@@ -44,6 +45,11 @@ impl Home {
     }
     pub fn store_dir(&self) -> PathBuf {
         self.root.join("store")
+    }
+    /// Where store files that fail their hash check are moved (never deleted: someone may want to
+    /// know what replaced an archive, and how).
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
     }
     pub fn packages_dir(&self) -> PathBuf {
         self.root.join("packages")

@@ -2,8 +2,10 @@
 //!
 //! An archive's file name is its SHA-256, so the store needs no index of its own and two copies of
 //! the same archive are one file. Writes are atomic (temporary file, then rename), so a crash leaves
-//! either the whole archive or none of it. Reads re-hash the bytes: a file corrupted on disk (a bad
-//! sector, a stray edit) is reported as [`StoreError::Corrupt`] and never handed to the installer.
+//! either the whole archive or none of it. Reads re-hash the bytes: a file whose contents are not
+//! its name (a bad sector, a stray edit, a deliberate swap) is reported as [`StoreError::Tampered`]
+//! with both hashes and never handed to the installer; [`Store::quarantine`] moves it aside for
+//! inspection (`$MARKET_HOME/quarantine/`) rather than deleting the evidence.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -27,11 +29,19 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("store entry {path} is corrupt: its contents hash to {actual}")]
-    Corrupt {
+    #[error(
+        "store file {path} was tampered with: its name says {expected}, its contents hash to {found}"
+    )]
+    Tampered {
         path: PathBuf,
         expected: ContentId,
-        actual: ContentId,
+        found: ContentId,
+    },
+    #[error("cannot move tampered store file {path} to {to}: {source}")]
+    Quarantine {
+        path: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
     },
 }
 
@@ -48,17 +58,34 @@ pub struct StoredArchive {
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    quarantine: PathBuf,
 }
 
 impl Store {
-    /// A store at `dir` (created on first write).
+    /// A store at `dir` (created on first write), quarantining into `dir/.quarantine` (a
+    /// directory, which [`Store::list`] ignores).
     pub fn new(dir: impl Into<PathBuf>) -> Store {
-        Store { dir: dir.into() }
+        let dir = dir.into();
+        Store {
+            quarantine: dir.join(".quarantine"),
+            dir,
+        }
     }
 
-    /// The store of a home.
+    /// The store of a home, quarantining into the home's `quarantine/`.
     pub fn of(home: &crate::home::Home) -> Store {
-        Store::new(home.store_dir())
+        Store::new(home.store_dir()).with_quarantine(home.quarantine_dir())
+    }
+
+    /// Moves tampered files into `dir` instead.
+    pub fn with_quarantine(mut self, dir: impl Into<PathBuf>) -> Store {
+        self.quarantine = dir.into();
+        self
+    }
+
+    /// Where [`Store::quarantine`] moves tampered files.
+    pub fn quarantine_dir(&self) -> &Path {
+        &self.quarantine
     }
 
     pub fn dir(&self) -> &Path {
@@ -95,15 +122,35 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StoreError::Read { path, source }),
         };
-        let actual = ContentId::of(&bytes);
-        if &actual != id {
-            return Err(StoreError::Corrupt {
+        let found = ContentId::of(&bytes);
+        if &found != id {
+            return Err(StoreError::Tampered {
                 path,
                 expected: id.clone(),
-                actual,
+                found,
             });
         }
         Ok(Some(bytes))
+    }
+
+    /// Moves the file stored as `id`, whose contents hash to `found`, into the quarantine folder as
+    /// `<id>.found-<found>` and returns that path. The name says what was expected and what was
+    /// there; the same tampering seen twice is one file. A file another process quarantined first
+    /// is not an error.
+    pub fn quarantine(&self, id: &ContentId, found: &ContentId) -> Result<PathBuf, StoreError> {
+        let path = self.path_of(id);
+        let to = self.quarantine.join(format!("{id}.found-{found}"));
+        let err = |source| StoreError::Quarantine {
+            path: path.clone(),
+            to: to.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.quarantine).map_err(err)?;
+        match std::fs::rename(&path, &to) {
+            Ok(()) => Ok(to),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && to.exists() => Ok(to),
+            Err(e) => Err(err(e)),
+        }
     }
 
     pub fn contains(&self, id: &ContentId) -> bool {

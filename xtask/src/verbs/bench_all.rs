@@ -207,7 +207,10 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         guard: policy.guard.as_ref().zip(plan.guard.clone()),
         clock,
     };
-    let replan = |runner: &mut Runner, ab: &Option<(Plan, RunFile)>, reps, only| match ab {
+    let replan = |runner: &mut Runner,
+                  ab: &Option<(Plan, RunFile)>,
+                  reps: u32,
+                  only: Option<&BTreeSet<String>>| match ab {
         Some((base_plan, _)) => {
             runner
                 .clock

@@ -16,6 +16,10 @@ pub struct Args {
     /// Print the published release as JSON.
     #[arg(long)]
     json: bool,
+    /// Publish even if dependencies do not resolve against this registry (one that will receive
+    /// them later); by default publish refuses, naming each unresolved dependency.
+    #[arg(long)]
+    allow_unresolved: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -27,7 +31,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             key_path.display()
         )
     })?;
-    let release = market_core::publish::publish(&home, &args.dir, &key, super::now())?;
+    let options = market_core::publish::PublishOptions {
+        allow_unresolved: args.allow_unresolved,
+        ..Default::default()
+    };
+    let release =
+        market_core::publish::publish_with(&home, &args.dir, &key, super::now(), &options)?;
     let announced = args.net.announce(&home, &release)?;
     if args.json {
         return crate::output::json(&serde_json::json!({

@@ -166,3 +166,52 @@ fn demo_catalogue_is_installable() {
     let out = m.ok(&["install", &name]);
     assert!(out.contains(&format!("installed {name}@")), "{out}");
 }
+
+/// Issue 17: `market publish` of a package whose dependency is nowhere (`ghost-lib = "^2"`) exited
+/// 0; install then named another dependency. Now publish fails naming it, and
+/// `--allow-unresolved` publishes for a registry that will receive it later.
+#[test]
+fn publish_names_unresolved_dependencies_unless_allowed() {
+    let m = Market::new();
+    let src = tempfile::tempdir().unwrap();
+    m.ok(&["keygen"]);
+    let core = package(src.path(), "http-core", "1.0.0", "x", &[]);
+    m.ok(&["publish", core.to_str().unwrap()]);
+    let app = package(
+        src.path(),
+        "app",
+        "1.0.0",
+        "x",
+        &[("ghost-lib", "^2"), ("http-core", "^1")],
+    );
+    let err = m.fails(&["publish", app.to_str().unwrap()]);
+    assert!(
+        err.contains("app@1.0.0")
+            && err.contains("ghost-lib ^2: no package ghost-lib in the registry")
+            && err.contains("--allow-unresolved"),
+        "{err}"
+    );
+    let err = m.fails(&["info", "app"]);
+    assert!(
+        err.contains("no package named \"app\""),
+        "nothing was published:\n{err}"
+    );
+    let out = m.ok(&["publish", "--allow-unresolved", app.to_str().unwrap()]);
+    assert!(out.starts_with("published app@1.0.0"), "{out}");
+}
+
+/// Issue 17: a package install would refuse (5 MiB of zeros, a bomb by the ratio limit) is refused
+/// by publish in the same words.
+#[test]
+fn publish_refuses_a_package_install_would_refuse() {
+    let m = Market::new();
+    let src = tempfile::tempdir().unwrap();
+    m.ok(&["keygen"]);
+    let dir = package(src.path(), "zeros", "1.0.0", "x", &[]);
+    std::fs::write(dir.join("zeros.bin"), vec![0u8; 5 * 1024 * 1024]).unwrap();
+    let err = m.fails(&["publish", dir.to_str().unwrap()]);
+    assert!(
+        err.contains("archive looks like a decompression bomb"),
+        "{err}"
+    );
+}

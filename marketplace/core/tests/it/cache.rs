@@ -68,6 +68,7 @@ fn each_tier_is_tried_in_turn_and_counted() {
             warm_misses: 1,
             cold_fetches: 1,
             evictions: 0,
+            quarantined: 0,
             bytes: bytes.len() as u64,
         }
     );
@@ -125,7 +126,7 @@ fn a_corrupt_warm_copy_is_replaced_from_the_cold_tier() {
     let bytes = b"good archive".to_vec();
     let id = store.put(&bytes).unwrap();
     std::fs::write(store.path_of(&id), b"bad archive!").unwrap();
-    assert!(matches!(store.get(&id), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(store.get(&id), Err(StoreError::Tampered { .. })));
 
     let fetcher = Arc::new(Fixed {
         bytes: bytes.clone(),

@@ -538,37 +538,122 @@ fn a_tampered_archive_from_the_network_is_refused() {
     base.assert_untouched(&world);
 }
 
+/// Issue 17: a store file whose contents are not its name was refused as "archive not in the cache
+/// or store, and no network fetcher is configured", and deleted; "tampered" was only in a log
+/// line. Now the error says tampered, with the path and both hashes, and the file is kept in the
+/// home's quarantine folder.
 #[test]
-fn a_corrupted_store_entry_is_refused_and_removed() {
+fn a_tampered_store_file_is_reported_and_quarantined() {
     let world = World::new();
     install_app(&world);
     let release = world.publish("http-core", "1.1.0", &[]);
     let path = world.store().path_of(&release.checksum);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[10] ^= 1;
-    std::fs::write(&path, bytes).unwrap();
-    let base = Baseline::now(&world);
+    std::fs::write(&path, &bytes).unwrap();
+    let found = market_core::ContentId::of(&bytes);
+    // Everything but the store and the quarantine stays as it was.
+    let outside = || snapshot(world.tmp.path(), &["home/store", "home/quarantine"]);
+    let before = outside();
 
     let reg = world.registry();
     let c = cache(&world);
     let err = Installer::new(&reg, &c, world.target())
         .install(&[req("http-core", "^1.1")])
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            InstallError::Fetch {
-                source: CacheError::Unavailable { .. },
-                ..
-            }
-        ),
-        "{err}"
+    let quarantined = world
+        .home
+        .quarantine_dir()
+        .join(format!("{}.found-{found}", release.checksum));
+    match &err {
+        InstallError::Fetch {
+            source: CacheError::Tampered { file, .. },
+            ..
+        } => {
+            assert_eq!(
+                (&file.path, &file.expected, &file.found, &file.quarantined),
+                (&path, &release.checksum, &found, &quarantined)
+            );
+        }
+        other => panic!("expected a tampered store file, got {other}"),
+    }
+    let text = err.to_string();
+    for words in [
+        "tampered",
+        &path.display().to_string(),
+        release.checksum.as_str(),
+        found.as_str(),
+        &quarantined.display().to_string(),
+        "no network fetcher",
+    ] {
+        assert!(text.contains(words), "{words:?} missing from: {text}");
+    }
+    assert!(!path.exists(), "the tampered file is out of the store");
+    assert_eq!(
+        std::fs::read(&quarantined).unwrap(),
+        bytes,
+        "and kept, as it was, for inspection"
     );
-    assert!(
-        !path.exists(),
-        "the corrupt copy is removed so the network can replace it"
+    assert_eq!(c.stats().quarantined, 1);
+    assert_eq!(outside(), before, "a refused install changed something");
+}
+
+/// With the network there, a tampered store file is quarantined and the archive fetched again.
+#[test]
+fn a_tampered_store_file_is_fetched_again_from_the_network() {
+    let world = World::new();
+    install_app(&world);
+    let release = world.publish("http-core", "1.1.0", &[]);
+    let path = world.store().path_of(&release.checksum);
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    bad[10] ^= 1;
+    std::fs::write(&path, &bad).unwrap();
+
+    let reg = world.registry();
+    let fetcher = MemoryFetcher {
+        archives: [(release.checksum.to_string(), good.clone())].into(),
+        tamper: false,
+    };
+    let c = cache(&world).with_fetcher(Arc::new(fetcher));
+    let report = Installer::new(&reg, &c, world.target())
+        .install(&[req("http-core", "^1.1")])
+        .unwrap();
+    let http = report
+        .installed
+        .iter()
+        .find(|p| p.name == "http-core")
+        .unwrap();
+    assert_eq!(
+        (http.version.to_string(), http.tier),
+        ("1.1.0".into(), Tier::Cold)
     );
-    base.assert_untouched(&world);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        good,
+        "the store holds the real archive again"
+    );
+    let found = market_core::ContentId::of(&bad);
+    let quarantined = world
+        .home
+        .quarantine_dir()
+        .join(format!("{}.found-{found}", release.checksum));
+    assert_eq!(std::fs::read(quarantined).unwrap(), bad);
+    assert_eq!((c.stats().quarantined, c.stats().cold_fetches), (1, 1));
+
+    // When the network cannot deliver either, the error tells both stories.
+    world.store().remove(&release.checksum).unwrap();
+    std::fs::write(&path, &bad).unwrap();
+    let c = cache(&world).with_fetcher(Arc::new(MemoryFetcher {
+        archives: BTreeMap::new(),
+        tamper: false,
+    }));
+    let err = c.get(&release).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("tampered") && text.contains("fetching it again failed: no source provides"),
+        "{text}"
+    );
 }
 
 #[test]

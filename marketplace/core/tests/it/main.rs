@@ -6,6 +6,8 @@ mod db;
 mod index;
 mod install;
 mod manifest;
+mod props;
+mod publish;
 mod resolve;
 mod search;
 mod spans;

@@ -6,6 +6,7 @@ mod dht;
 mod faults;
 mod fetch;
 mod gossip;
+mod props;
 mod search;
 mod spans;
 mod tcp;
