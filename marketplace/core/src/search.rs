@@ -844,24 +844,7 @@ impl SearchIndex {
             last.insert(d.name.clone(), d);
         }
         let docs: Vec<Doc> = order.into_iter().filter_map(|n| last.remove(&n)).collect();
-        // Field statistics first, so every impact key is computed against the same averages.
-        let analysed: Vec<_> = docs.iter().map(analyse).collect();
-        for a in &analysed {
-            for f in 0..FIELDS {
-                idx.len_sums[f] += u64::from(a.lens[f]);
-            }
-        }
-        idx.live = docs.len();
-        for (doc, a) in docs.into_iter().zip(analysed) {
-            idx.insert_analysed(doc, a, false);
-        }
-        for t in &mut idx.terms {
-            t.postings
-                .sort_unstable_by(|a, b| posting_order(a.key, a.doc, b.key, b.doc));
-        }
-        for list in idx.facets.values_mut() {
-            list.sort_unstable_by(|a, b| posting_order(a.0, a.1, b.0, b.1));
-        }
+        idx.fill(docs);
         idx
     }
 
@@ -875,24 +858,30 @@ impl SearchIndex {
             ..SearchIndex::default()
         };
         let docs: Vec<Doc> = docs.into_iter().collect();
+        idx.fill(docs);
+        idx
+    }
+
+    /// Adds `docs` in bulk: field statistics first, so every impact key is computed against the
+    /// same averages, then the postings, sorted once.
+    fn fill(&mut self, docs: Vec<Doc>) {
         let analysed: Vec<_> = docs.iter().map(analyse).collect();
         for a in &analysed {
             for f in 0..FIELDS {
-                idx.len_sums[f] += u64::from(a.lens[f]);
+                self.len_sums[f] += u64::from(a.lens[f]);
             }
         }
-        idx.live = docs.len();
+        self.live = docs.len();
         for (doc, a) in docs.into_iter().zip(analysed) {
-            idx.insert_analysed(doc, a, false);
+            self.insert_analysed(doc, a, false);
         }
-        for t in &mut idx.terms {
+        for t in &mut self.terms {
             t.postings
                 .sort_unstable_by(|a, b| posting_order(a.key, a.doc, b.key, b.doc));
         }
-        for list in idx.facets.values_mut() {
+        for list in self.facets.values_mut() {
             list.sort_unstable_by(|a, b| posting_order(a.0, a.1, b.0, b.1));
         }
-        idx
     }
 
     /// Indexes every package of a registry that has a version that is not yanked.
