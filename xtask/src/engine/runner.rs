@@ -238,6 +238,20 @@ impl SuiteClock {
 }
 
 impl Runner<'_> {
+    /// The process's own directory (`kind`: its variant, or `callgrind`), emptied: what an earlier
+    /// run left there must not be read as this process's results.
+    fn fresh_dir(&self, kind: &str, replicate: u32, exe: &Executable) -> Result<PathBuf> {
+        let dir = self
+            .layout
+            .process_dir(self.git_ref, kind, replicate, &exe.name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(dir)
+    }
+
     fn measure(
         &mut self,
         run: &mut RunFile,
@@ -245,14 +259,7 @@ impl Runner<'_> {
         replicate: u32,
         ids: &BTreeSet<String>,
     ) -> Result<()> {
-        let dir = self
-            .layout
-            .process_dir(self.git_ref, exe.variant, replicate, &exe.name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
-            path: dir.clone(),
-            source,
-        })?;
+        let dir = self.fresh_dir(exe.variant, replicate, exe)?;
         let elapsed = self.started.elapsed().as_secs();
         let eta = match self.clock.left() {
             Some(left) => format!("{left:.0}s (by the previous run's durations)"),
@@ -423,14 +430,7 @@ impl Runner<'_> {
         replicate: u32,
         ids: &BTreeSet<String>,
     ) -> Result<()> {
-        let dir = self
-            .layout
-            .process_dir(self.git_ref, "callgrind", replicate, &exe.name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
-            path: dir.clone(),
-            source,
-        })?;
+        let dir = self.fresh_dir("callgrind", replicate, exe)?;
         eprintln!(
             "[count] {} ({}plain) replicate {}: {} benches under callgrind",
             exe.name,
