@@ -188,8 +188,21 @@ impl RegistryDb {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         // WAL: readers never block the writer nor it them; FULL: a commit is on disk when
         // publish returns.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
+        // Switching a new file to WAL needs the file to itself, and SQLite answers BUSY at once
+        // (no busy handler) when another process is creating it at the same moment: retry for
+        // as long as the busy timeout would have waited.
+        let started = std::time::Instant::now();
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                r => break r.map_err(sql)?,
+            }
+        }
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql)?;
         conn.pragma_update(None, "foreign_keys", "OFF")
