@@ -42,6 +42,11 @@ pub struct Thresholds {
     /// re-measured, and then named "underpowered", never "unchanged".
     #[serde(default)]
     pub target_mde: Option<f64>,
+    /// The fail line for rows measured in counted instructions (`regression_fail` when absent).
+    /// Counts do not vary between processes or machines, so the band wall time needs between
+    /// its warn and fail lines would only hide a real regression there.
+    #[serde(default)]
+    pub counted_fail: Option<f64>,
 }
 
 /// What a regression is measured in.
@@ -328,6 +333,14 @@ impl Policy {
             return Err(self.bad(
                 "thresholds.target_mde",
                 format!("{m} is not a fraction in (0, 1)"),
+            ));
+        }
+        if let Some(c) = t.counted_fail
+            && !(c > 0.0 && c <= t.regression_fail)
+        {
+            return Err(self.bad(
+                "thresholds.counted_fail",
+                format!("{c} is not a fraction in (0, regression_fail]"),
             ));
         }
         if t.regression_warn >= t.regression_fail {

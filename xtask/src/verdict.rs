@@ -782,6 +782,8 @@ fn classify(t: &crate::policy::Thresholds, row: &RegressionRow) -> Verdict {
     let fails = if row.throughput {
         // Throughput is work per time: it falls by 1 − 1/(1 + change).
         1.0 / (1.0 + change) - 1.0 <= -t.throughput_fail
+    } else if row.metric == Metric::Instructions {
+        change >= t.counted_fail.unwrap_or(t.regression_fail)
     } else {
         change >= t.regression_fail
     };

@@ -97,6 +97,10 @@ fn malformed_policies_name_the_file_and_the_key() {
             with("regression_warn = 0.10", "regression_warn = 0.20"),
             "thresholds.regression_warn",
         ),
+        (
+            with("counted_fail = 0.10", "counted_fail = 0.20"),
+            "thresholds.counted_fail",
+        ),
         (with("alpha = 0.05", "alpha = 0.05\nbeta = 0.2"), "beta"),
         (
             with("target = \"100 ms\"", "target = \"100 parsecs\""),

@@ -64,6 +64,57 @@ fn regression_verdicts_follow_the_rules() {
 }
 
 #[test]
+fn counted_instructions_fail_from_the_counted_line() {
+    // +12 % is a warning in wall time (fail line 15 %) but a failure in counted instructions
+    // (counted_fail 10 %), where the CI is zero-wide; +8 % stays unchanged in both.
+    let text = std::fs::read_to_string(fixtures::committed_policy())
+        .unwrap()
+        .replacen("instructions = [\n", "instructions = [\n    \"g/x\",\n", 1);
+    let p = Policy::parse(std::path::Path::new("policy.toml"), &text).unwrap();
+    assert_eq!(p.thresholds.counted_fail, Some(0.10));
+    for (factor, want) in [
+        (1.12, Verdict::Fail),
+        (1.08, Verdict::Unchanged),
+        (1.16, Verdict::Fail),
+    ] {
+        let (mut b, mut h) = pair(&[100.0, 101.0, 99.0], &[100.0, 101.0, 99.0]);
+        for (run, n) in [(&mut b, 1.0e6), (&mut h, 1.0e6 * factor)] {
+            for r in run
+                .benches
+                .get_mut("g/x")
+                .unwrap()
+                .variants
+                .get_mut("plain")
+                .unwrap()
+            {
+                r.instructions = Some(n);
+            }
+        }
+        let c = verdict::regression(&p, &b, &h, "2026-11-20", true).unwrap();
+        let counted = c
+            .rows
+            .iter()
+            .find(|r| r.id == "g/x" && r.metric == xtask::policy::Metric::Instructions)
+            .unwrap();
+        assert!(counted.gating, "{counted:?}");
+        assert_eq!(counted.verdict, want, "instructions x{factor}: {counted:?}");
+        assert_eq!(
+            c.status,
+            if want == Verdict::Fail {
+                Status::Fail
+            } else {
+                Status::Pass
+            },
+            "x{factor}"
+        );
+    }
+    // Wall time keeps its own lines: +12 % there is a warning.
+    let (b, h) = pair(&[100.0, 101.0, 99.0], &[112.0, 112.5, 111.5]);
+    let c = verdict::regression(&p, &b, &h, "2026-11-20", true).unwrap();
+    assert_eq!(row(&c, "g/x").verdict, Verdict::Warn);
+}
+
+#[test]
 fn one_replicate_per_side_is_at_most_warn_and_marked() {
     let (b, h) = pair(&[100.0], &[150.0]);
     let c = verdict::regression(&policy(), &b, &h, "2026-11-20", true).unwrap();
