@@ -106,6 +106,16 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         .collect())
 }
 
+/// What a git query prints, or None when it fails or prints nothing (each caller says what that
+/// means for its ref).
+pub(crate) fn git_answer(cmd: xshell::Cmd<'_>) -> Option<String> {
+    cmd.quiet()
+        .ignore_stderr()
+        .read()
+        .ok()
+        .filter(|c| !c.is_empty())
+}
+
 pub(crate) fn shell(layout: &Layout) -> Result<Shell> {
     let sh = Shell::new().map_err(|e| {
         Error::input(
@@ -348,13 +358,7 @@ pub fn checkout_base(layout: &Layout, git_ref: &str) -> Result<String> {
     let sh = shell(layout)?;
     let tree = layout.worktree();
     let spec = format!("{git_ref}^{{commit}}");
-    let commit = cmd!(sh, "git rev-parse --verify --quiet {spec}")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| {
+    let commit = git_answer(cmd!(sh, "git rev-parse --verify --quiet {spec}")).ok_or_else(|| {
             Error::input(
                 format!("git ref `{git_ref}`"),
                 "is not a commit this repository knows",

@@ -456,15 +456,7 @@ impl RegistryDb {
     /// Names within a small edit distance of `name`, for "did you mean" (reads the name column;
     /// only on the error path).
     pub fn close_names(&self, name: &str) -> Result<Vec<String>, DbError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT name FROM packages")
-            .map_err(self.sql())?;
-        let names = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(self.sql())?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.sql())?;
+        let names = self.strings("SELECT name FROM packages")?;
         let reg = Registry::from_parts(
             names.into_iter().map(|n| (n, Vec::new())).collect(),
             TrustBook::default(),
@@ -530,16 +522,17 @@ impl RegistryDb {
         Ok(Registry::from_parts(packages, book, self.rotations()?))
     }
 
-    fn rotations(&self) -> Result<Vec<Rotation>, DbError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT body FROM rotations ORDER BY seq")
-            .map_err(self.sql())?;
-        let bodies = stmt
-            .query_map([], |r| r.get::<_, String>(0))
+    /// The one text column `sql` selects, every row.
+    fn strings(&self, sql: &str) -> Result<Vec<String>, DbError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.sql())?;
+        stmt.query_map([], |r| r.get::<_, String>(0))
             .map_err(self.sql())?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(self.sql())?;
+            .map_err(self.sql())
+    }
+
+    fn rotations(&self) -> Result<Vec<Rotation>, DbError> {
+        let bodies = self.strings("SELECT body FROM rotations ORDER BY seq")?;
         bodies
             .iter()
             .map(|b| {

@@ -10,7 +10,7 @@ use crate::layout::Layout;
 use crate::policy::Policy;
 use crate::run::{Environment, Git};
 
-use crate::build::shell;
+use crate::build::{git_answer, shell};
 
 /// This machine's fingerprint.
 pub fn environment(layout: &Layout) -> Environment {
@@ -77,12 +77,7 @@ pub fn git(layout: &Layout) -> Git {
             dirty: false,
         };
     };
-    let commit = cmd!(sh, "git rev-parse HEAD")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
-        .filter(|c| !c.is_empty());
+    let commit = git_answer(cmd!(sh, "git rev-parse HEAD"));
     let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
         .quiet()
         .ignore_stderr()

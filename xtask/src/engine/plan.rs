@@ -14,7 +14,7 @@ use crate::verdict::PLAIN;
 use super::{
     BASE_REF, Executable, HEAD_REF, Scratch, VARIANTS, check_variant, git, list, prebuilt,
 };
-use crate::build::{Side, shell};
+use crate::build::{Side, git_answer, shell};
 
 /// Per executable name, per variant: the executable and the ids it will measure.
 pub(crate) struct Plan {
@@ -179,11 +179,7 @@ pub(crate) fn prepare_base(
             // Built elsewhere from `git_ref`: the commit is still the ref's, when git knows it.
             let commit = shell(layout).ok().and_then(|sh| {
                 let spec = format!("{git_ref}^{{commit}}");
-                cmd!(sh, "git rev-parse --verify --quiet {spec}")
-                    .quiet()
-                    .ignore_stderr()
-                    .read()
-                    .ok()
+                git_answer(cmd!(sh, "git rev-parse --verify --quiet {spec}"))
             });
             (
                 prebuilt(&dir.join(BASE_REF), PLAIN)?,
@@ -227,19 +223,11 @@ pub(crate) fn prepare_base(
 /// landed on the base branch since the branch point are not charged to the pull request.
 pub fn merge_base(layout: &Layout, git_ref: &str) -> Result<String> {
     let sh = shell(layout)?;
-    cmd!(sh, "git merge-base HEAD {git_ref}")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| {
-            Error::input(
-                format!("git ref `{git_ref}`"),
-                "has no merge base with HEAD",
-                format!(
-                    "fetch it with history (`git fetch origin {git_ref}`; `fetch-depth: 0` in CI)"
-                ),
-            )
-        })
+    git_answer(cmd!(sh, "git merge-base HEAD {git_ref}")).ok_or_else(|| {
+        Error::input(
+            format!("git ref `{git_ref}`"),
+            "has no merge base with HEAD",
+            format!("fetch it with history (`git fetch origin {git_ref}`; `fetch-depth: 0` in CI)"),
+        )
+    })
 }
