@@ -279,8 +279,31 @@ pub fn summary(j: &Judgement) -> Vec<(&'static str, Status, String)> {
                 )
                 .ok();
             }
-            if r.rows.iter().any(|r| r.verdict == Verdict::Noisy) {
-                d.push_str("; noisy: the replicates cannot tell no change from a regression");
+            // Each undecided critical figure is named with what it could still be, so that a
+            // "noisy" pass says how large a regression it could have missed.
+            let noisy: Vec<String> = r
+                .rows
+                .iter()
+                .filter(|r| r.gating && r.verdict == Verdict::Noisy)
+                .filter_map(|r| {
+                    r.stats.map(|s| {
+                        format!(
+                            "`{}` {} {} {}",
+                            r.id,
+                            r.variant,
+                            pct(s.change),
+                            pct_ci(Some(s.ci))
+                        )
+                    })
+                })
+                .collect();
+            if !noisy.is_empty() {
+                write!(
+                    d,
+                    "; noisy (the replicates cannot tell no change from a regression): {}",
+                    noisy.join(", ")
+                )
+                .ok();
             }
             let weak: Vec<String> = r
                 .rows
@@ -348,15 +371,58 @@ pub fn summary(j: &Judgement) -> Vec<(&'static str, Status, String)> {
 }
 
 pub(crate) fn gate_line(j: &Judgement) -> String {
+    if let Some(s) = j.shard {
+        // A shard judges its share of the pairs only; reading its outcome as the gate's would let
+        // one runner decide (the verb exits 0 and leaves the verdict to the merge).
+        return format!(
+            "**Gate: decided by the merge** (shard {s}, exit 0): on its own share of the pairs this shard reads {}; `cargo xtask merge` pools every shard and judges once",
+            j.outcome().name()
+        );
+    }
     match (j.outcome(), j.gated) {
         (Outcome::Fail, _) => "**Gate: FAIL** (exit 1)".to_owned(),
-        (Outcome::Inconclusive, _) => "**Gate: INCONCLUSIVE** (exit 3): the machine was too unstable for the wall-time verdicts (see the environment guard); nothing failed, and nothing can be read as passed. Re-run on a quieter machine.".to_owned(),
+        (Outcome::Inconclusive, _) => format!(
+            "**Gate: INCONCLUSIVE** (exit 3): {}; nothing failed, and nothing can be read as passed. {}",
+            inconclusive_because(j).join("; "),
+            if j.stability.as_ref().is_some_and(|s| !s.stable()) {
+                "Re-run on a quieter machine."
+            } else {
+                "Re-run with more replicates (`--replicates N`), or on a quieter machine."
+            }
+        ),
         (Outcome::Pass, true) => "**Gate: PASS** (exit 0)".to_owned(),
         (Outcome::Pass, false) => format!(
             "**Gate: PASS** (exit 0; profile `{}` gates nothing on statistics)",
             j.profile
         ),
     }
+}
+
+/// Why a run is inconclusive, in the summary's terms: the guard first (it withdraws the
+/// wall-time verdicts of every check), then each check that could not tell.
+fn inconclusive_because(j: &Judgement) -> Vec<String> {
+    let mut why: Vec<(bool, String)> = summary(j)
+        .into_iter()
+        .filter(|(_, status, _)| *status == Status::Inconclusive)
+        .map(|(check, _, _)| match check {
+            "Environment guard" => (
+                true,
+                "the machine was too unstable for the wall-time verdicts (see the environment guard)"
+                    .to_owned(),
+            ),
+            "Regression check" => (
+                false,
+                "the regression check could not tell (see its summary row)".to_owned(),
+            ),
+            "OTEL overhead" => (
+                false,
+                "the OTEL overhead check could not tell (see its summary row)".to_owned(),
+            ),
+            other => (false, format!("{other} could not tell")),
+        })
+        .collect();
+    why.sort_by_key(|(guard, _)| !guard);
+    why.into_iter().map(|(_, w)| w).collect()
 }
 
 fn summary_table(j: &Judgement, out: &mut String) {
@@ -494,7 +560,7 @@ pub fn markdown(j: &Judgement, p: &Provenance) -> String {
     match &j.regression {
         None => out.push_str("No comparison: run `cargo xtask bench-all --against NAME` or `cargo xtask compare OLD NEW`.\n\n"),
         Some(r) => {
-            writeln!(out, "Against `{}`. Change = exp(mean log head − mean log base) − 1 over replicate estimates (Σtimes/Σiters per process). Where base and head were measured in pairs (the same suite, variant and seed, one process beside the other), the change, its 95 % CI and p come from a t over the pairs' log ratios (`paired`); otherwise from Welch's t on the logs (`Welch`). q after Benjamini–Hochberg over the {} comparisons of each metric; minimum detectable change at 80 % power. Each bench is gated by one metric (the policy's `[metrics]`: wall time, CPU time or instructions counted by callgrind); the other metrics are shown as (info), and the same lines apply to each.\n", r.base, r.rows.iter().filter(|r| r.q.is_some()).count()).ok();
+            writeln!(out, "Against `{}`. Change = exp(mean log head − mean log base) − 1 over replicate estimates (Σtimes/Σiters per process). Where base and head were measured in pairs (the same suite, variant and seed, one process beside the other), the change, its 95 % CI and p come from a t over the pairs' log ratios (`paired`); otherwise from Welch's t on the logs (`Welch`). q after Benjamini–Hochberg over the {} comparisons of each metric; minimum detectable change at 80 % power. Each bench is gated by one metric (the policy's `[metrics]`: wall time, CPU time or instructions counted by callgrind); the other metrics are shown as (info). The same lines apply to each, except that a change in counted instructions fails from `counted_fail` (they do not vary between processes).\n", r.base, r.rows.iter().filter(|r| r.q.is_some()).count()).ok();
             if !r.same_machine {
                 writeln!(out, "> **Information only:** the baseline was recorded on another machine ({}), so absolute times do not compare.\n", machine_differences(r, p)).ok();
             }

@@ -261,6 +261,8 @@ pub struct Judgement {
     pub not_measured: Vec<NotMeasured>,
     /// What the environment guard measured of the machine; `None` without a guard or probes.
     pub stability: Option<Stability>,
+    /// Set when the run is one shard of a measurement: its verdicts are shown, the merge decides.
+    pub shard: Option<crate::run::Shard>,
 }
 
 /// The machine as the environment guard saw it over one run.
@@ -386,11 +388,20 @@ fn stability_of(policy: &Policy, probes: &[crate::run::Probe]) -> Option<Stabili
 pub enum Outcome {
     Pass,
     Fail,
-    /// Nothing failed, but wall-time verdicts were withdrawn: the gate cannot be read as passed.
+    /// Nothing failed, but a check could not tell (the machine was unstable, a critical path
+    /// stayed underpowered, an overhead's CI stayed too wide): the gate cannot be read as passed.
     Inconclusive,
 }
 
 impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::Inconclusive => "INCONCLUSIVE",
+        }
+    }
+
     /// The process exit code: 0 passed, 1 a gate failed, 3 inconclusive (2 is the tool's own
     /// failure).
     pub fn code(self) -> u8 {
@@ -501,6 +512,7 @@ pub fn judge(
         scaling_status,
         not_measured,
         stability: stability(policy, head),
+        shard: head.shard,
     };
     if j.stability.as_ref().is_some_and(|s| !s.stable()) {
         withdraw_wall_time_verdicts(&mut j);

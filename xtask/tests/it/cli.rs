@@ -985,7 +985,10 @@ fn the_environment_guard_withdraws_wall_time_verdicts_on_an_unstable_machine() {
     let (ws, out) = ci_with_guard(0.10);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let md = std::fs::read_to_string(ws.path().join("target/perf/report.md")).unwrap();
-    assert!(md.contains("**Gate: INCONCLUSIVE** (exit 3)"), "{md}");
+    assert!(
+        md.contains("**Gate: INCONCLUSIVE** (exit 3): the machine was too unstable"),
+        "{md}"
+    );
     assert!(
         md.contains("machine unstable, wall-time verdicts withdrawn"),
         "{md}"

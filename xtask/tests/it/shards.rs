@@ -66,6 +66,14 @@ fn two_shards_merged(ws: &Path, slowdown: &str) -> (Output, xtask::run::RunFile)
             "{}",
             stderr(&out)
         );
+        // The gate line agrees with the exit code: a shard does not decide.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!(
+                "Gate: decided by the merge (shard {shard}, exit 0)"
+            )),
+            "{stdout}"
+        );
         names.push(latest_name(ws));
     }
     let mut args = vec!["merge"];

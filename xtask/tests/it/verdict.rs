@@ -574,6 +574,31 @@ fn a_comparison_that_could_not_see_the_power_target_is_underpowered_not_unchange
     let c = verdict::regression(&p, &b, &h, "2026-11-20", true).unwrap();
     assert_eq!(row(&c, id).verdict, Verdict::Underpowered);
     assert_eq!(c.status, Status::Inconclusive);
+    // The gate line says which check could not tell; the machine was not blamed (no guard ran).
+    let j = verdict::judge(&p, &h, Some(&b), "2026-11-20").unwrap();
+    assert_eq!(j.outcome(), Outcome::Inconclusive);
+    let md = xtask::report::markdown(&j, &xtask::report::Provenance::new(&h, "h".into(), None));
+    assert!(
+        md.contains("**Gate: INCONCLUSIVE** (exit 3): the regression check could not tell"),
+        "{md}"
+    );
+    assert!(!md.contains("too unstable"), "{md}");
+
+    // A noisy critical path is named in the summary with the change it could still be.
+    let (mut b, mut h) = (empty_run("base", "standard"), empty_run("head", "standard"));
+    add(&mut b, id, "plain", &[100.0, 100.5, 99.5], None);
+    add(&mut h, id, "plain", &[100.0, 125.0, 99.0], None);
+    let j = verdict::judge(&p, &h, Some(&b), "2026-11-20").unwrap();
+    let (_, _, detail) = xtask::report::summary(&j)
+        .into_iter()
+        .find(|(check, _, _)| *check == "Regression check")
+        .unwrap();
+    assert!(
+        detail.contains(
+            "noisy (the replicates cannot tell no change from a regression): `p2p_cli_commands/install` plain +"
+        ),
+        "{detail}"
+    );
 
     // Tight enough: unchanged.
     let (b, h) = pair(&[100.0, 100.5, 99.5], &[100.2, 99.8, 100.1]);
