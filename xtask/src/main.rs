@@ -18,7 +18,8 @@ use xtask::{Outcome, Result};
 const EXIT_CODES: &str = "\
 Exit codes: 0 passed (warnings allowed), 1 a gate failed (regression, SLA, overhead budget,
 scaling), 2 the tool could not do its job (bad input, missing or corrupt files, build failure),
-3 inconclusive (nothing failed, but the machine was too unstable for wall-time verdicts).
+3 inconclusive (nothing failed, but a check could not tell: an unstable machine, an underpowered
+critical path or a too-wide overhead CI; the gate line names it).
 One xtask measures at a time on a machine: a second one waits, naming the first (--no-wait: refuses).";
 
 /// The performance gate: runs the marketplace's Criterion benches as separate processes, OTEL off
