@@ -279,9 +279,10 @@ pub fn summary(j: &Judgement) -> Vec<(&'static str, Status, String)> {
                 )
                 .ok();
             }
-            // Each undecided critical figure is named with what it could still be, so that a
-            // "noisy" pass says how large a regression it could have missed.
-            let noisy: Vec<String> = r
+            // Each undecided gating figure is named with what it could still be, so that a
+            // "noisy" pass says how large a regression it could have missed (the first few; the
+            // table has them all).
+            let mut noisy: Vec<String> = r
                 .rows
                 .iter()
                 .filter(|r| r.gating && r.verdict == Verdict::Noisy)
@@ -297,6 +298,12 @@ pub fn summary(j: &Judgement) -> Vec<(&'static str, Status, String)> {
                     })
                 })
                 .collect();
+            const NAMED: usize = 4;
+            if noisy.len() > NAMED {
+                let more = noisy.len() - NAMED;
+                noisy.truncate(NAMED);
+                noisy.push(format!("{more} more in the table"));
+            }
             if !noisy.is_empty() {
                 write!(
                     d,
