@@ -14,6 +14,16 @@ fn row<'a>(c: &'a verdict::RegressionCheck, id: &str) -> &'a verdict::Regression
     c.rows.iter().find(|r| r.id == id).unwrap()
 }
 
+/// The replicates of `id`'s plain variant in `run`, to edit.
+fn plain_mut<'a>(run: &'a mut xtask::run::RunFile, id: &str) -> &'a mut Vec<xtask::run::Replicate> {
+    run.benches
+        .get_mut(id)
+        .unwrap()
+        .variants
+        .get_mut("plain")
+        .unwrap()
+}
+
 fn pair(base: &[f64], head: &[f64]) -> (xtask::run::RunFile, xtask::run::RunFile) {
     let (mut b, mut h) = (empty_run("base", "standard"), empty_run("head", "standard"));
     add(&mut b, "g/x", "plain", base, None);
@@ -79,14 +89,7 @@ fn counted_instructions_fail_from_the_counted_line() {
     ] {
         let (mut b, mut h) = pair(&[100.0, 101.0, 99.0], &[100.0, 101.0, 99.0]);
         for (run, n) in [(&mut b, 1.0e6), (&mut h, 1.0e6 * factor)] {
-            for r in run
-                .benches
-                .get_mut("g/x")
-                .unwrap()
-                .variants
-                .get_mut("plain")
-                .unwrap()
-            {
+            for r in plain_mut(run, "g/x") {
                 r.instructions = Some(n);
             }
         }
@@ -528,16 +531,7 @@ fn incomplete_pairs_fall_back_to_welch() {
     let p = policy();
     let (mut b, h) = drifting(true);
     // Only one base process survived comparably: one pair is no evidence of a paired change.
-    for r in b
-        .benches
-        .get_mut("g/x")
-        .unwrap()
-        .variants
-        .get_mut("plain")
-        .unwrap()
-        .iter_mut()
-        .skip(1)
-    {
+    for r in plain_mut(&mut b, "g/x").iter_mut().skip(1) {
         r.comparable = false;
     }
     let c = verdict::regression(&p, &b, &h, "2026-11-20", true).unwrap();
@@ -612,13 +606,7 @@ fn a_comparison_that_could_not_see_the_power_target_is_underpowered_not_unchange
 #[test]
 fn an_estimate_that_is_not_positive_is_an_error_naming_run_and_bench() {
     let (b, mut h) = pair(&[100.0, 101.0, 99.0], &[100.5, 99.5, 100.2]);
-    h.benches
-        .get_mut("g/x")
-        .unwrap()
-        .variants
-        .get_mut("plain")
-        .unwrap()[1]
-        .estimate = -5.0;
+    plain_mut(&mut h, "g/x")[1].estimate = -5.0;
     let err = verdict::judge(&policy(), &h, Some(&b), "2026-11-20")
         .unwrap_err()
         .to_string();
