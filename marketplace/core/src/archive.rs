@@ -499,32 +499,14 @@ fn extract_entries(
                 return Err(too_many(&shown));
             }
             entries += 1;
-            if let Some(dest) = dest {
-                let target = dest.join(&parent);
-                std::fs::create_dir(&target).map_err(|source| ArchiveError::Write {
-                    path: target,
-                    source,
-                })?;
-            }
-            made.insert(parent.clone(), Made::Dir);
-            done.dirs += 1;
+            make_dir(dest, parent.clone(), &mut made, &mut done)?;
         }
 
         if kind == tar::EntryType::Directory {
             match made.get(&rel) {
                 Some(Made::Dir) => {}
                 Some(Made::File) => return Err(refuse("appears twice in the archive")),
-                None => {
-                    if let Some(dest) = dest {
-                        let target = dest.join(&rel);
-                        std::fs::create_dir(&target).map_err(|source| ArchiveError::Write {
-                            path: target,
-                            source,
-                        })?;
-                    }
-                    made.insert(rel, Made::Dir);
-                    done.dirs += 1;
-                }
+                None => make_dir(dest, rel, &mut made, &mut done)?,
             }
             continue;
         }
@@ -594,6 +576,26 @@ fn extract_entries(
         done.bytes += size;
     }
     Ok(done)
+}
+
+/// Makes the directory `rel` (on disk too, unless this is a dry run) and records it: an implied
+/// parent and an explicit directory entry are one kind of thing to the limits and to `made`.
+fn make_dir(
+    dest: Option<&Path>,
+    rel: PathBuf,
+    made: &mut HashMap<PathBuf, Made>,
+    done: &mut Extracted,
+) -> Result<(), ArchiveError> {
+    if let Some(dest) = dest {
+        let target = dest.join(&rel);
+        std::fs::create_dir(&target).map_err(|source| ArchiveError::Write {
+            path: target,
+            source,
+        })?;
+    }
+    made.insert(rel, Made::Dir);
+    done.dirs += 1;
+    Ok(())
 }
 
 /// The entry's path as a relative path of normal components only, or a reason to refuse it.
