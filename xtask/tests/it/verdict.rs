@@ -166,6 +166,27 @@ fn another_machine_is_information_only_and_strict_env_refuses() {
 }
 
 #[test]
+fn only_a_comparison_that_gates_asks_for_re_measuring() {
+    // "CI spans 0 and the warn line": noisy. On this machine the row is worth another round;
+    // against another machine's baseline the check only informs, and nothing is re-measured.
+    let (b, mut h) = pair(&[100.0, 100.5, 99.5], &[100.0, 125.0, 99.0]);
+    let j = verdict::judge(&policy(), &h, Some(&b), "2026-11-20").unwrap();
+    assert_eq!(
+        row(j.regression.as_ref().unwrap(), "g/x").verdict,
+        Verdict::Noisy
+    );
+    assert!(j.noisy_ids().contains("g/x"), "{:?}", j.noisy_ids());
+    h.environment = fixtures::environment("Another CPU");
+    let j = verdict::judge(&policy(), &h, Some(&b), "2026-11-20").unwrap();
+    let c = j.regression.as_ref().unwrap();
+    assert_eq!(
+        (row(c, "g/x").verdict, c.status),
+        (Verdict::Noisy, Status::Info)
+    );
+    assert!(j.noisy_ids().is_empty(), "{:?}", j.noisy_ids());
+}
+
+#[test]
 fn waived_benches_are_shown_but_do_not_fail() {
     let text = std::fs::read_to_string(fixtures::committed_policy()).unwrap()
         + "\n[[waiver]]\nbench = \"g/x\"\nreason = \"accepted\"\nlink = \"https://example.invalid/2\"\nexpires = \"2026-12-31\"\n";
