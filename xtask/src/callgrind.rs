@@ -35,16 +35,17 @@ pub fn available() -> std::result::Result<String, String> {
     }
 }
 
-/// The command that runs an executable under callgrind: pinned to one CPU with `taskset` when
-/// there is one, so that `available_parallelism` is 1 inside and the code runs its single-threaded
+/// The command that runs an executable under callgrind, pinned to CPU `cpu` with `taskset` when
+/// that works, so that `available_parallelism` is 1 inside and the code runs its single-threaded
 /// path. Callgrind collects per thread, and the routine's region is entered on the calling thread
 /// only: with two worker threads an index load counted only the calling thread's share, which
 /// moved by 8 % between calls (268 M and 290 M instructions); pinned, all its work is counted and
 /// two calls differ by 0.14 % (761.8 M, 760.7 M). Valgrind runs threads one at a time anyway, so
 /// nothing is lost in speed.
-pub fn command(dir: &Path) -> std::process::Command {
+pub fn command(dir: &Path, cpu: usize) -> std::process::Command {
+    let cpu = cpu.to_string();
     let pinned = std::process::Command::new("taskset")
-        .args(["-c", "0", "true"])
+        .args(["-c", &cpu, "true"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -52,13 +53,50 @@ pub fn command(dir: &Path) -> std::process::Command {
         .is_ok_and(|s| s.success());
     let mut c = if pinned {
         let mut c = std::process::Command::new("taskset");
-        c.args(["-c", "0", "valgrind"]);
+        c.args(["-c", &cpu, "valgrind"]);
         c
     } else {
         std::process::Command::new("valgrind")
     };
     c.args(valgrind_args(dir));
     c
+}
+
+/// The CPUs counting processes run on, one process per CPU at once: those this process may use
+/// (`Cpus_allowed_list` in /proc/self/status, else 0, 1, …), as many as `available_parallelism`
+/// allows (a cgroup quota can allow fewer). A count does not move when another process takes
+/// another core (that is why the gate counts), so counting processes, unlike timed ones, may run
+/// side by side; each is pinned to a CPU of its own.
+pub fn lanes() -> Vec<usize> {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let allowed = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let list = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+            cpu_list(list.trim())
+        })
+        .unwrap_or_else(|| (0..n).collect());
+    allowed.into_iter().take(n.max(1)).collect()
+}
+
+/// A Linux CPU list (`0-3,8,10-11`), or None when it is not one.
+pub fn cpu_list(text: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in text.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+                if a > b {
+                    return None;
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.trim().parse().ok()?),
+        }
+    }
+    (!cpus.is_empty()).then_some(cpus)
 }
 
 /// The arguments that put an executable under callgrind, writing into `dir`.

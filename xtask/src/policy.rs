@@ -243,8 +243,9 @@ pub struct Profile {
     pub side_data: Option<Vec<String>>,
     /// Whether statistics gate this profile (quick does not: it is a smoke test).
     pub gated: bool,
-    /// Re-measuring noisy benches starts no new round after this many minutes of measuring, so
-    /// the run keeps its time budget; benches still noisy then are reported as noisy.
+    /// Re-measuring noisy benches runs no round that would end after this many minutes of
+    /// measuring (the round's length estimated from this run's own processes), so the run keeps
+    /// its time budget; benches still noisy then are reported as noisy.
     #[serde(default)]
     pub remeasure_until_minutes: Option<f64>,
     /// A bench process still running after this long is killed and the run fails (exit 2).

@@ -151,13 +151,15 @@ pub(crate) struct Runner<'a> {
 
 /// Per-suite process durations, keyed `<side> <variant>/<executable>`, and the time-left estimate
 /// they give: the remaining processes' durations in the previous run of the profile on this
-/// machine, scaled by how this run compares with it so far.
+/// machine, scaled by how this run compares with it so far; without a previous run, this run's
+/// own durations once every suite has run (until then there is no estimate: extrapolating from
+/// the first processes said "about 64s left" of an 18-minute measurement).
 #[derive(Debug, Default)]
 pub(crate) struct SuiteClock {
     pub(crate) prior: BTreeMap<String, f64>,
     pub(crate) taken: BTreeMap<String, Vec<f64>>,
-    /// Σ of the prior durations of the processes still to run, when every planned suite has one.
-    pub(crate) expected_left: Option<f64>,
+    /// The processes still to run, by key, as [`SuiteClock::plan`] set them.
+    remaining: BTreeMap<String, u32>,
     /// Σ prior and Σ actual durations of the processes done, for the speed of this run.
     expected_done: f64,
     actual_done: f64,
@@ -189,50 +191,83 @@ impl SuiteClock {
         replicates: u32,
         only: Option<&BTreeSet<String>>,
     ) {
-        let mut sum = 0.0;
-        for (side, plan) in plans {
-            for (exe, ids) in plan.by_name.values().flat_map(|m| m.values()) {
-                if ids.is_empty() || only.is_some_and(|o| !ids.iter().any(|i| o.contains(i))) {
-                    continue;
-                }
-                match self.prior.get(&Self::key(side, exe)) {
-                    Some(s) => sum += s * f64::from(replicates),
-                    None => {
-                        self.expected_left = None;
-                        return;
-                    }
-                }
-            }
+        self.remaining.clear();
+        for key in Self::suites(plans, only) {
+            *self.remaining.entry(key).or_default() += replicates;
         }
-        self.expected_left = Some(sum);
+    }
+
+    /// Seconds a re-measuring round of `only` would take: each of its suites' mean process in
+    /// this run so far (the previous run's where this run has none, else nothing). A round
+    /// measures only the noisy ids of a suite, but its setup dominates many suites, so the whole
+    /// process is counted: the estimate errs long, and a round it admits ends within the budget.
+    pub(crate) fn round_seconds(&self, plans: &[(&str, &Plan)], only: &BTreeSet<String>) -> f64 {
+        Self::suites(plans, Some(only))
+            .filter_map(|key| self.mean(&key).or_else(|| self.prior.get(&key).copied()))
+            .sum()
+    }
+
+    /// This run's mean process of `key`, once it has one.
+    fn mean(&self, key: &str) -> Option<f64> {
+        self.taken
+            .get(key)
+            .filter(|t| !t.is_empty())
+            .map(|t| t.iter().sum::<f64>() / t.len() as f64)
+    }
+
+    /// The keys of the processes one replicate of `plans` runs (with `only`, those of a round).
+    fn suites<'p>(
+        plans: &'p [(&str, &Plan)],
+        only: Option<&'p BTreeSet<String>>,
+    ) -> impl Iterator<Item = String> + 'p {
+        plans.iter().flat_map(move |(side, plan)| {
+            plan.by_name
+                .values()
+                .flat_map(|m| m.values())
+                .filter(move |(_, ids)| {
+                    !ids.is_empty() && only.is_none_or(|o| ids.iter().any(|i| o.contains(i)))
+                })
+                .map(move |(exe, _)| Self::key(side, exe))
+        })
     }
 
     fn record(&mut self, key: String, seconds: f64) {
         if let Some(p) = self.prior.get(&key) {
             self.expected_done += p;
             self.actual_done += seconds;
-            if let Some(left) = self.expected_left.as_mut() {
-                *left = (*left - p).max(0.0);
-            }
+        }
+        if let Some(n) = self.remaining.get_mut(&key) {
+            *n = n.saturating_sub(1);
         }
         self.taken.entry(key).or_default().push(seconds);
     }
 
-    /// Seconds left by the previous run's durations, scaled by this run's speed so far.
-    fn left(&self) -> Option<f64> {
-        let speed = if self.expected_done > 0.0 {
-            self.actual_done / self.expected_done
-        } else {
-            1.0
+    /// Seconds left and what they are estimated by: the previous run's durations scaled by this
+    /// run's speed so far, else this run's own; none while a suite to come has neither.
+    fn left(&self) -> Option<(f64, &'static str)> {
+        let sum = |per: &dyn Fn(&str) -> Option<f64>| -> Option<f64> {
+            self.remaining
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| per(k).map(|s| s * f64::from(*n)))
+                .sum()
         };
-        self.expected_left.map(|l| l * speed)
+        if let Some(prior) = sum(&|k| self.prior.get(k).copied()) {
+            let speed = if self.expected_done > 0.0 {
+                self.actual_done / self.expected_done
+            } else {
+                1.0
+            };
+            return Some((prior * speed, "by the previous run's durations"));
+        }
+        sum(&|k| self.mean(k)).map(|s| (s, "by this run's durations"))
     }
 
     /// The mean duration of each suite's processes in this run, for the run file.
     pub(crate) fn means(&self) -> BTreeMap<String, f64> {
         self.taken
-            .iter()
-            .map(|(k, v)| (k.clone(), v.iter().sum::<f64>() / v.len() as f64))
+            .keys()
+            .filter_map(|k| Some((k.clone(), self.mean(k)?)))
             .collect()
     }
 }
@@ -240,10 +275,14 @@ impl SuiteClock {
 impl Runner<'_> {
     /// The process's own directory (`kind`: its variant, or `callgrind`), emptied: what an earlier
     /// run left there must not be read as this process's results.
-    fn fresh_dir(&self, kind: &str, replicate: u32, exe: &Executable) -> Result<PathBuf> {
-        let dir = self
-            .layout
-            .process_dir(self.git_ref, kind, replicate, &exe.name);
+    fn fresh_dir(
+        &self,
+        git_ref: &str,
+        kind: &str,
+        replicate: u32,
+        exe: &Executable,
+    ) -> Result<PathBuf> {
+        let dir = self.layout.process_dir(git_ref, kind, replicate, &exe.name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
             path: dir.clone(),
@@ -259,19 +298,15 @@ impl Runner<'_> {
         replicate: u32,
         ids: &BTreeSet<String>,
     ) -> Result<()> {
-        let dir = self.fresh_dir(exe.variant, replicate, exe)?;
+        let dir = self.fresh_dir(self.git_ref, exe.variant, replicate, exe)?;
         let elapsed = self.started.elapsed().as_secs();
         let eta = match self.clock.left() {
-            Some(left) => format!("{left:.0}s (by the previous run's durations)"),
-            None if self.done == 0 => "?".to_owned(),
-            None => format!(
-                "{}s",
-                elapsed * (self.total - self.done) as u64 / self.done as u64
-            ),
+            Some((left, by)) => format!("about {left:.0}s left ({by})"),
+            None => "time left known once every suite has run".to_owned(),
         };
         let process_started = Instant::now();
         eprintln!(
-            "[{}/{}] {} ({}{}) replicate {}: {} benches; elapsed {elapsed}s, about {eta} left",
+            "[{}/{}] {} ({}{}) replicate {}: {} benches; elapsed {elapsed}s, {eta}",
             self.done + 1,
             self.total.max(self.done + 1),
             exe.name,
@@ -420,29 +455,23 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Counts the instructions of `ids` (plain variant) in one process under callgrind, into the
-    /// replicate entries `replicate` of `run` (the wall-time process of that number is measured
-    /// already).
-    fn count(
-        &mut self,
-        run: &mut RunFile,
-        exe: &Executable,
-        replicate: u32,
-        ids: &BTreeSet<String>,
-    ) -> Result<()> {
-        let dir = self.fresh_dir("callgrind", replicate, exe)?;
+    /// The command of one counting process (see [`Counting`]), pinned to `cpu`, with its folder
+    /// emptied and a scratch directory of its own among the processes running at once.
+    fn counting_command(
+        &self,
+        job: &Counting,
+        cpu: usize,
+    ) -> Result<(Command, PathBuf, Option<PathBuf>)> {
+        let (exe, replicate, ids) = (&job.exe, job.replicate, &job.ids);
+        let dir = self.fresh_dir(job.side, "callgrind", replicate, exe)?;
         eprintln!(
             "[count] {} ({}plain) replicate {}: {} benches under callgrind",
             exe.name,
-            if self.git_ref == BASE_REF {
-                "base "
-            } else {
-                ""
-            },
+            if job.side == BASE_REF { "base " } else { "" },
             replicate + 1,
             ids.len()
         );
-        let mut c = crate::callgrind::command(&dir);
+        let mut c = crate::callgrind::command(&dir, cpu);
         c.arg(&exe.path)
             .arg("--bench")
             .arg(exact_regex(ids))
@@ -455,47 +484,12 @@ impl Runner<'_> {
             .env("MARKET_SIDE_IDS", "")
             .env("MARKET_BENCH_SEED", replicate.to_string())
             .stdin(Stdio::null());
-        let tmp = self.scratch.process_dir(usize::MAX - replicate as usize)?;
+        let tmp = self.scratch.process_dir(usize::MAX - cpu)?;
         if let Some(tmp) = &tmp {
             c.env("TMPDIR", tmp);
         }
-        let log = log_output(&mut c, &dir)?;
-        let what = || {
-            format!(
-                "valgrind --tool=callgrind {} (replicate {})",
-                exe.path.display(),
-                replicate + 1
-            )
-        };
-        let status = run_with_timeout(c, self.profile.process_timeout_minutes, &what);
-        if let Some(tmp) = &tmp {
-            let _ = std::fs::remove_dir_all(tmp);
-        }
-        let status = status?;
-        if !status.success() {
-            return Err(Error::Command {
-                command: what(),
-                detail: format!(
-                    "{status}\n{}",
-                    tail(&std::fs::read_to_string(&log).unwrap_or_default(), 20)
-                ),
-                help: format!("the full output is in {}", log.display()),
-            });
-        }
-        let counts = crate::callgrind::read_counts(&dir)?;
-        for id in ids {
-            let Some(n) = counts.get(id) else {
-                return Err(Error::input(
-                    format!("counting process in {}", dir.display()),
-                    format!("was asked to count `{id}` and counted nothing for it"),
-                    "a bench counted by instructions must be registered through market-benches' bench helpers (bench, bench_in, bench_batched_in)",
-                ));
-            };
-            if let Some(r) = run.replicate_mut(id, PLAIN, replicate) {
-                r.instructions = Some(*n);
-            }
-        }
-        Ok(())
+        log_output(&mut c, &dir)?;
+        Ok((c, dir, tmp))
     }
 
     /// One interleaved replicate of every executable: P O for even replicates, O P for odd ones,
@@ -595,13 +589,67 @@ impl Runner<'_> {
     }
 }
 
+/// One counting process: the plain executable of `side` under callgrind, counting `ids` into the
+/// replicate entries `replicate` (the wall-time process of that number is measured already).
+struct Counting {
+    side: &'static str,
+    exe: Executable,
+    replicate: u32,
+    ids: BTreeSet<String>,
+}
+
+impl Counting {
+    fn what(&self) -> String {
+        format!(
+            "valgrind --tool=callgrind {} (replicate {})",
+            self.exe.path.display(),
+            self.replicate + 1
+        )
+    }
+
+    /// Whether the process succeeded, with the end of its log when it did not.
+    fn check(&self, dir: &Path, status: std::process::ExitStatus) -> Result<()> {
+        if status.success() {
+            return Ok(());
+        }
+        let log = dir.join("process.log");
+        Err(Error::Command {
+            command: self.what(),
+            detail: format!(
+                "{status}\n{}",
+                tail(&std::fs::read_to_string(&log).unwrap_or_default(), 20)
+            ),
+            help: format!("the full output is in {}", log.display()),
+        })
+    }
+
+    /// Reads the finished process's counts from `dir` into `run`.
+    fn record(&self, run: &mut RunFile, dir: &Path) -> Result<()> {
+        let counts = crate::callgrind::read_counts(dir)?;
+        for id in &self.ids {
+            let Some(n) = counts.get(id) else {
+                return Err(Error::input(
+                    format!("counting process in {}", dir.display()),
+                    format!("was asked to count `{id}` and counted nothing for it"),
+                    "a bench counted by instructions must be registered through market-benches' bench helpers (bench, bench_in, bench_batched_in)",
+                ));
+            };
+            if let Some(r) = run.replicate_mut(id, PLAIN, self.replicate) {
+                r.instructions = Some(*n);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How many processes per side count instructions. Counts barely move between processes of one
 /// build, but one pair is no evidence for a t over pairs, so two.
 const COUNTING_PROCESSES: u32 = 2;
 
 /// Counts the instructions of the selected benches the policy gates on instructions, paired like
-/// the wall-time processes (base, head; then head, base). Without valgrind nothing is counted, the
-/// run says why, and those benches gate on CPU time.
+/// the wall-time processes (base, head; then head, base), as many processes at once as there are
+/// CPUs it may use ([`crate::callgrind::lanes`]). Without valgrind nothing is counted, the run says why, and
+/// those benches gate on CPU time.
 pub(crate) fn count_instructions(
     runner: &mut Runner,
     policy: &Policy,
@@ -643,6 +691,7 @@ pub(crate) fn count_instructions(
         }
     };
     let base_wanted = base.as_ref().map(|(_, p)| wanted(p)).unwrap_or_default();
+    let mut jobs = Vec::new();
     for rep in 0..COUNTING_PROCESSES {
         let mut order = vec![HEAD_REF];
         if base.is_some() {
@@ -653,30 +702,74 @@ pub(crate) fn count_instructions(
         }
         for (exe, ids) in &head_wanted {
             for side in &order {
-                runner.git_ref = side;
-                let done = if *side == BASE_REF {
-                    let Some((base_run, _)) = base.as_mut() else {
-                        continue;
-                    };
-                    // The base counts what it has of the head's selection.
-                    match base_wanted.iter().find(|(e, _)| e.name == exe.name) {
-                        Some((bexe, bids)) => {
-                            let ids: BTreeSet<String> = bids.intersection(ids).cloned().collect();
-                            if ids.is_empty() {
-                                Ok(())
-                            } else {
-                                runner.count(base_run, bexe, rep, &ids)
-                            }
-                        }
-                        None => Ok(()),
+                if *side == HEAD_REF {
+                    jobs.push(Counting {
+                        side: HEAD_REF,
+                        exe: exe.clone(),
+                        replicate: rep,
+                        ids: ids.clone(),
+                    });
+                    continue;
+                }
+                // The base counts what it has of the head's selection.
+                if let Some((bexe, bids)) = base_wanted.iter().find(|(e, _)| e.name == exe.name) {
+                    let ids: BTreeSet<String> = bids.intersection(ids).cloned().collect();
+                    if !ids.is_empty() {
+                        jobs.push(Counting {
+                            side: BASE_REF,
+                            exe: bexe.clone(),
+                            replicate: rep,
+                            ids,
+                        });
                     }
-                } else {
-                    runner.count(head_run, exe, rep, ids)
-                };
-                runner.git_ref = HEAD_REF;
-                done?;
+                }
             }
         }
+    }
+    // A queue the lanes take jobs from as they come free, each lane on a CPU of its own.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let minutes = runner.profile.process_timeout_minutes;
+    let results: Vec<std::sync::Mutex<Option<Result<PathBuf>>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let shared: &Runner = runner;
+    std::thread::scope(|s| {
+        for cpu in crate::callgrind::lanes().into_iter().take(jobs.len()) {
+            let (next, jobs, results) = (&next, &jobs, &results);
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let done = shared.counting_command(job, cpu).and_then(|(c, dir, tmp)| {
+                        let status = run_with_timeout(c, minutes, &|| job.what());
+                        if let Some(tmp) = &tmp {
+                            let _ = std::fs::remove_dir_all(tmp);
+                        }
+                        job.check(&dir, status?).map(|()| dir)
+                    });
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(done);
+                    }
+                }
+            });
+        }
+    });
+    for (job, result) in jobs.iter().zip(results) {
+        let dir = result.into_inner().ok().flatten().unwrap_or_else(|| {
+            Err(Error::Command {
+                command: job.what(),
+                detail: "the thread that ran it stopped before it finished".to_owned(),
+                help: "rerun".to_owned(),
+            })
+        })?;
+        let run = if job.side == BASE_REF {
+            match base.as_mut() {
+                Some((b, _)) => &mut **b,
+                None => continue,
+            }
+        } else {
+            &mut *head_run
+        };
+        job.record(run, &dir)?;
     }
     let note = format!(
         "instructions counted with {version}: {COUNTING_PROCESSES} processes per side, collection around the routine only"

@@ -207,18 +207,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         guard: policy.guard.as_ref().zip(plan.guard.clone()),
         clock,
     };
-    let replan = |runner: &mut Runner,
-                  ab: &Option<(Plan, RunFile)>,
-                  reps: u32,
-                  only: Option<&BTreeSet<String>>| match ab {
-        Some((base_plan, _)) => {
-            runner
-                .clock
-                .plan(&[("head", &plan), ("base", base_plan)], reps, only)
-        }
-        None => runner.clock.plan(&[("head", &plan)], reps, only),
-    };
-    replan(&mut runner, &ab, replicates, None);
+    runner.clock.plan(&sides(&plan, &ab), replicates, None);
     // Base and head processes of one suite run in pairs, B H H B …; within the head, variants
     // alternate P O O P ….
     let measure = |runner: &mut Runner,
@@ -252,12 +241,14 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
             break;
         }
         let minutes = runner.started.elapsed().as_secs_f64() / 60.0;
+        let round = runner.clock.round_seconds(&sides(&plan, &ab), &noisy) / 60.0;
         if let Some(until) = profile.remeasure_until_minutes
-            && minutes >= until
+            && minutes + round > until
         {
             eprintln!(
-                "{} benches stay noisy: re-measuring starts no new round after {until} minutes \
-                 (profile `{profile_name}`), and {minutes:.1} have passed",
+                "{} benches stay noisy: a re-measuring round would take about {round:.1} minutes \
+                 and end after {until} minutes of measuring (profile `{profile_name}`); \
+                 {minutes:.1} have passed",
                 noisy.len()
             );
             break;
@@ -270,7 +261,7 @@ pub fn run_measured(layout: &Layout, opts: &Options) -> Result<(Outcome, f64)> {
         runner.total = runner.done
             + plan.processes(Some(&noisy))
             + ab.as_ref().map_or(0, |(p, _)| p.processes(Some(&noisy)));
-        replan(&mut runner, &ab, 1, Some(&noisy));
+        runner.clock.plan(&sides(&plan, &ab), 1, Some(&noisy));
         measure(&mut runner, &mut run, &mut ab, number(reps), Some(&noisy))?;
         reps += 1;
         j = judge(&run, &ab)?;
@@ -408,4 +399,13 @@ fn default_against(
             None
         }
     }
+}
+
+/// The plans of a run by side, for the time estimates.
+fn sides<'p>(head: &'p Plan, ab: &'p Option<(Plan, RunFile)>) -> Vec<(&'static str, &'p Plan)> {
+    let mut sides = vec![("head", head)];
+    if let Some((base_plan, _)) = ab {
+        sides.push(("base", base_plan));
+    }
+    sides
 }

@@ -1023,6 +1023,23 @@ fn bench_all_compares_with_the_last_run_on_this_machine_else_the_committed_basel
     // Nothing to compare with: skipped, and said.
     let (out, first) = run_at(ws.path());
     assert!(first.against.is_none());
+    // With no earlier run, no time left is guessed until every suite has run once; then this
+    // run's own durations give it.
+    let err = stderr(&out);
+    let progress: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with('[') && !l.starts_with("[count]"))
+        .collect();
+    assert!(
+        progress[0].contains("time left known once every suite has run"),
+        "{progress:?}"
+    );
+    assert!(
+        progress
+            .last()
+            .is_some_and(|l| l.contains("left (by this run's durations)")),
+        "{progress:?}"
+    );
     assert!(
         stderr(&out).contains("the regression check is skipped"),
         "{}",

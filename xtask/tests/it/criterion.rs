@@ -192,6 +192,27 @@ fn callgrind_dumps_are_read_in_order_and_bad_files_are_named() {
     );
 }
 
+#[test]
+fn cpu_lists_are_read_as_linux_writes_them() {
+    use xtask::callgrind::{cpu_list, lanes};
+    let cases: &[(&str, Option<&[usize]>)] = &[
+        ("0", Some(&[0])),
+        ("0-1", Some(&[0, 1])),
+        ("0-3,8,10-11", Some(&[0, 1, 2, 3, 8, 10, 11])),
+        ("2-3", Some(&[2, 3])),
+        ("", None),
+        ("3-1", None),
+        ("0-x", None),
+    ];
+    for (text, want) in cases {
+        assert_eq!(cpu_list(text).as_deref(), *want, "{text:?}");
+    }
+    // Counting lanes: at least one, never more than the CPUs this process may use.
+    let lanes = lanes();
+    let n = std::thread::available_parallelism().unwrap().get();
+    assert!(!lanes.is_empty() && lanes.len() <= n, "{lanes:?}");
+}
+
 /// Issue 17: a bench directory whose `new/` lacks one of the files the reader needs was skipped,
 /// and the run went on without that bench. Now each is an error naming the missing file.
 #[test]
