@@ -5,12 +5,11 @@
 //! when its stdin closes it prints the counts as one JSON document on stdout and exits 0. Whoever
 //! starts it should hold its stdin open (a pipe) for as long as it should live.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use market_telemetry::receiver::{Collector, serve};
-use tokio::io::AsyncReadExt;
 
 const USAGE: &str = "usage: otlp-receiver [--port PORT]\n\
     Listens on 127.0.0.1:PORT (0 = a free port) for OTLP/HTTP protobuf exports, prints\n\
@@ -36,15 +35,23 @@ fn parse_port(args: &[String]) -> Result<u16, String> {
 }
 
 async fn until_asked_to_stop() {
-    let stdin_closed = async {
-        let mut stdin = tokio::io::stdin();
+    // Stdin is watched from a thread of its own rather than with tokio's `io-std`: that feature
+    // is one the otel benches do not enable, and with it the receiver's build could not reuse
+    // their tokio and everything above it (the gate builds the two one after the other).
+    let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
         let mut buffer = [0u8; 256];
         // Whatever is written is ignored; end of file (or a read error) means the parent is gone.
-        while let Ok(n) = stdin.read(&mut buffer).await {
+        while let Ok(n) = stdin.read(&mut buffer) {
             if n == 0 {
                 break;
             }
         }
+        let _ = closed.send(());
+    });
+    let stdin_closed = async {
+        let _ = stdin_closed.await;
     };
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
