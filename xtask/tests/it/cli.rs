@@ -1144,3 +1144,41 @@ fn a_damaged_bench_directory_stops_the_run_naming_it() {
         "{err}"
     );
 }
+
+/// Issue 16: re-measuring keeps the profile's time budget. With time to spare, the noisy overhead
+/// rows of jittery processes get rounds up to the cap; with a budget the next round would overrun,
+/// none starts, and the run says how long it would have taken.
+#[test]
+fn re_measuring_runs_only_the_rounds_that_fit_the_budget() {
+    for (until, rounds) in [("60", true), ("0.0001", false)] {
+        let ws = fake_workspace("otel", true);
+        let policy = SMALL_POLICY.replacen(
+            "max_replicates = 2\n",
+            &format!("max_replicates = 4\nremeasure_until_minutes = {until}\n"),
+            1,
+        );
+        std::fs::write(ws.path().join("baselines/policy.toml"), policy).unwrap();
+        let pre = ws.path().join("prebuilt");
+        let out = xtask_with_env(
+            ws.path(),
+            &["bench-all", "--prebuilt", pre.to_str().unwrap()],
+            &[("FAKE_BENCH_JITTER", Path::new("0.3"))],
+        );
+        assert!(code(&out) != 2, "{}", stderr(&out));
+        let err = stderr(&out);
+        let run =
+            xtask::run::RunFile::load(&ws.path().join("target/perf/runs/latest.json")).unwrap();
+        let replicates = run.estimates("fake/op", "plain").len();
+        if rounds {
+            assert!(err.contains("re-measuring"), "{err}");
+            assert!(replicates > 2, "{replicates} replicates: {err}");
+        } else {
+            assert!(
+                err.contains("a re-measuring round would take about")
+                    && err.contains("and end after 0.0001 minutes of measuring"),
+                "{err}"
+            );
+            assert_eq!(replicates, 2, "{err}");
+        }
+    }
+}
