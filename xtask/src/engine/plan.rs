@@ -54,13 +54,22 @@ impl Plan {
     }
 
     pub(crate) fn processes(&self, only: Option<&BTreeSet<String>>) -> usize {
+        self.suites(only).count()
+    }
+
+    /// The executables one replicate starts a process of (with `only`, those of a re-measuring
+    /// round: the ones that measure one of those ids).
+    pub(crate) fn suites<'p>(
+        &'p self,
+        only: Option<&'p BTreeSet<String>>,
+    ) -> impl Iterator<Item = &'p Executable> + 'p {
         self.by_name
             .values()
             .flat_map(|m| m.values())
             // Executables with nothing selected start no process (the runner skips them).
             .filter(|(_, ids)| !ids.is_empty())
-            .filter(|(_, ids)| only.is_none_or(|o| ids.iter().any(|i| o.contains(i))))
-            .count()
+            .filter(move |(_, ids)| only.is_none_or(|o| ids.iter().any(|i| o.contains(i))))
+            .map(|(exe, _)| exe)
     }
 }
 

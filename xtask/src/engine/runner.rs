@@ -220,15 +220,9 @@ impl SuiteClock {
         plans: &'p [(&str, &Plan)],
         only: Option<&'p BTreeSet<String>>,
     ) -> impl Iterator<Item = String> + 'p {
-        plans.iter().flat_map(move |(side, plan)| {
-            plan.by_name
-                .values()
-                .flat_map(|m| m.values())
-                .filter(move |(_, ids)| {
-                    !ids.is_empty() && only.is_none_or(|o| ids.iter().any(|i| o.contains(i)))
-                })
-                .map(move |(exe, _)| Self::key(side, exe))
-        })
+        plans
+            .iter()
+            .flat_map(move |(side, plan)| plan.suites(only).map(move |exe| Self::key(side, exe)))
     }
 
     fn record(&mut self, key: String, seconds: f64) {
